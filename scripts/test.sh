@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up (idempotent) and runs the whole test suite, slow tests included. Exit code 5 (nothing collected) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+export WANDB_MODE=offline HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" = 5 ]; then
+  echo "test.sh: pytest collected no tests — the suite is missing or broken" >&2
+  exit 1
+fi
+exit "$rc"

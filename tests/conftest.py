@@ -1,0 +1,58 @@
+"""Shared fixtures. Tests run on CPU with one torch thread (2 cores, often two pytest workers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+SHARED_DIR = Path(os.environ.get("PIPESYNTH_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_gpu = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DIR}; clone the repo with shared/ beside it or set PIPESYNTH_SHARED")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def kaggle_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "kaggle"
+
+
+@pytest.fixture(scope="session")
+def corpus_csv(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "linguacodus" / "result_prompts_new.csv"
