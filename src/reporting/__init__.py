@@ -1,0 +1,1 @@
+"""Run records (results.jsonl), W&B logging, and the builders of the paper's tables and figures."""
