@@ -47,7 +47,7 @@ def test_constant_baseline_is_graded_and_rated(tmp_path: Path, shared_dir: Path)
     assert titanic["rating"]["teams"] == 4549 and titanic["rating"]["flags"]  # rolling leaderboard flagged
     house = by_task["house-prices-advanced-regression-techniques"]
     assert house["status"] == "ok" and 0.3 < house["score"] < 0.5  # rmse of log price for a constant
-    assert house["rating"] is None  # no leaderboard.csv for this task
+    assert house["rating"]["position"] is None and "no leaderboard" in house["rating"]["reason"]
     lines = Path(out["results_path"]).read_text().splitlines()
     assert len(lines) == 2
 

@@ -1,0 +1,636 @@
+"""Prepare a task: carve public train/test files and private answers out of the raw competition files.
+
+    from src.tasks.prepare import prepare_task
+    prepared = prepare_task(task, cache_dir=".cache", seed=0)
+
+Writes `<cache_dir>/tasks/<slug>/seed<seed>/`:
+  public/   train.csv (id, features, targets), test.csv (id, features), sample_submission.csv, task.json
+            (public facts only), description.md, plus label-free extras named in `files.copy`
+  private/  answers.csv (id + target columns) — never copied into a sandbox
+  manifest.json  inputs' fingerprint, split, row counts and the sha256 of every output file
+
+Deterministic: the same raw files, config and seed give byte-identical outputs. Idempotent: a second call
+whose fingerprint matches and whose outputs still verify returns the cached result without writing.
+
+Leak rules: public files keep only the columns Kaggle's own test has (plus the targets in train), so extra
+labels such as bike-sharing's casual/registered never reach a solution; every row is read as text and written
+back unchanged, so no value is altered on the way. The split is a `_target_` object from config
+(`RandomSplit` — stratified for classification —, `TimeSplit`, `GroupSplit`, `OfficialTestSplit`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from src.errors import PipesynthError
+from src.tasks.metrics import get_metric
+from src.tasks.registry import Task
+
+log = logging.getLogger(__name__)
+
+PREPARE_VERSION = 1  # bump when the output format or a split rule changes: cached preparations rebuild
+SYNTHETIC_ID = "id"
+
+RawReader = Callable[[str], pd.DataFrame]
+
+
+# --------------------------------------------------------------------------- raw files
+
+
+def find_raw_file(task: Task, name: str) -> Path | tuple[Path, str] | None:
+    """Where raw file `name` is: `raw/<name>`, or a member of a Kaggle download zip in raw/, or None."""
+    direct = task.raw_dir / name
+    if direct.is_file():
+        return direct
+    if not task.raw_dir.is_dir():
+        return None
+    for archive in sorted(task.raw_dir.glob("*.zip")):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for member in zf.namelist():
+                    if Path(member).name == name:
+                        return archive, member
+        except zipfile.BadZipFile:
+            continue
+    return None
+
+
+def _read_csv(source: Path | tuple[Path, str], nrows: int | None = None) -> pd.DataFrame:
+    # every value as its raw text: nothing is re-typed or re-formatted between raw and public files
+    kwargs: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False, "nrows": nrows}
+    if isinstance(source, tuple):
+        archive, member = source
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+            return pd.read_csv(fh, **kwargs)
+    return pd.read_csv(source, **kwargs)
+
+
+def raw_reader(task: Task) -> RawReader:
+    """A function reading `raw/<name>` of this task as text columns; a clear error when it is missing."""
+
+    def read(name: str) -> pd.DataFrame:
+        source = find_raw_file(task, name)
+        if source is None:
+            raise PipesynthError(
+                f"task '{task.slug}': raw file {name} not found in {task.raw_dir}",
+                f"download the competition data with `{task.download_command}` or fix files in "
+                f"conf/task_overrides/{task.slug}.yaml",
+            )
+        return _read_csv(source)
+
+    return read
+
+
+def _raw_names(task: Task) -> set[str]:
+    """Base names of the raw files, whether loose in raw/ or inside a Kaggle download zip there."""
+    names = {p.name for p in task.raw_dir.glob("*") if p.is_file()}
+    for archive in task.raw_dir.glob("*.zip"):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names |= {Path(m).name for m in zf.namelist() if not m.endswith("/")}
+        except zipfile.BadZipFile:
+            continue
+    return names
+
+
+def _copy_raw(source: Path | tuple[Path, str], dest: Path) -> None:
+    if isinstance(source, tuple):
+        archive, member = source
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(dest, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        shutil.copyfile(source, dest)
+
+
+def _find_sample_submission(task: Task) -> str | None:
+    name = task.files.get("sample_submission")
+    if name:
+        return str(name)
+    candidates = sorted(n for n in _raw_names(task) if n.endswith(".csv") and "ubmission" in n)
+    if len(candidates) > 1:
+        raise PipesynthError(
+            f"task '{task.slug}': several sample submissions in {task.raw_dir}: {candidates}",
+            f"name one as files.sample_submission in conf/task_overrides/{task.slug}.yaml",
+        )
+    return candidates[0] if candidates else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- splitters
+
+
+def _n_test(n_rows: int, test_fraction: float, max_test_rows: int | None) -> int:
+    if not 0 < test_fraction < 1:
+        raise PipesynthError(f"split.test_fraction={test_fraction} is not in (0, 1)", "use e.g. 0.2")
+    n = int(round(n_rows * test_fraction))
+    if max_test_rows:
+        n = min(n, int(max_test_rows))
+    if n_rows < 2:
+        raise PipesynthError(f"only {n_rows} labelled row(s): cannot split", "check the raw training file")
+    return min(max(n, 1), n_rows - 1)
+
+
+class RandomSplit:
+    """A seeded random split; stratified by the target labels for classification tasks (stratify=None: auto)."""
+
+    name = "random"
+
+    def __init__(
+        self, test_fraction: float = 0.2, max_test_rows: int | None = 10000, stratify: bool | None = None
+    ) -> None:
+        self.test_fraction = test_fraction
+        self.max_test_rows = max_test_rows
+        self.stratify = stratify
+
+    def split(
+        self, labelled: pd.DataFrame, task: Task, seed: int, read_raw: RawReader
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        n_test = _n_test(len(labelled), self.test_fraction, self.max_test_rows)
+        stratify = task.is_classification if self.stratify is None else self.stratify
+        strata = None
+        if stratify:
+            # one stratum per label combination (multi-label: the tuple of labels); rare ones pooled
+            strata = labelled[task.targets[0]].astype(str)
+            for target in task.targets[1:]:
+                strata = strata + "|" + labelled[target].astype(str)
+            counts = strata.value_counts()
+            strata = strata.where(~strata.isin(counts[counts < 2].index), "__rare__")
+            if strata.nunique() > min(n_test, len(labelled) - n_test) or strata.value_counts().min() < 2:
+                log.warning("%s: too few rows per class to stratify; splitting at random", task.slug)
+                strata = None
+        self.name = "stratified" if strata is not None else "random"
+        train_idx, test_idx = train_test_split(
+            np.arange(len(labelled)), test_size=n_test, random_state=seed, stratify=strata
+        )
+        # keep the raw row order inside each part: the split is in which rows, not how they are shuffled
+        return labelled.iloc[np.sort(train_idx)], labelled.iloc[np.sort(test_idx)]
+
+
+class TimeSplit:
+    """The last part of the period is the test (as in forecasting competitions): no test row precedes a train row.
+
+    time_columns are sorted on in order (numbers numerically, other text as datetimes); the cut is moved so
+    that rows sharing a time stamp stay on one side.
+    """
+
+    name = "time"
+
+    def __init__(
+        self, time_columns: list[str], test_fraction: float = 0.2, max_test_rows: int | None = 10000
+    ) -> None:
+        if not time_columns:
+            raise PipesynthError("TimeSplit needs time_columns", "set split.time_columns: [<column>, ...]")
+        self.time_columns = list(time_columns)
+        self.test_fraction = test_fraction
+        self.max_test_rows = max_test_rows
+
+    def _key(self, frame: pd.DataFrame, task: Task) -> pd.DataFrame:
+        keys = {}
+        for col in self.time_columns:
+            if col not in frame.columns:
+                raise PipesynthError(
+                    f"task '{task.slug}': time column '{col}' is not in the training file",
+                    f"fix split.time_columns in conf/task_overrides/{task.slug}.yaml",
+                )
+            numeric = pd.to_numeric(frame[col], errors="coerce")
+            keys[col] = numeric if numeric.notna().all() else pd.to_datetime(frame[col], errors="raise")
+        return pd.DataFrame(keys, index=frame.index)
+
+    def split(
+        self, labelled: pd.DataFrame, task: Task, seed: int, read_raw: RawReader
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        keys = self._key(labelled, task)
+        order = keys.sort_values(self.time_columns, kind="mergesort").index
+        ordered = labelled.loc[order]
+        key_tuples = list(keys.loc[order].itertuples(index=False, name=None))
+        n = len(ordered)
+        cut = n - _n_test(n, self.test_fraction, self.max_test_rows)
+        # never split a time stamp: move the cut forward (smaller test), else backward
+        forward = cut
+        while 0 < forward < n and key_tuples[forward] == key_tuples[forward - 1]:
+            forward += 1
+        if forward < n:
+            cut = forward
+        else:
+            while cut > 0 and key_tuples[cut] == key_tuples[cut - 1]:
+                cut -= 1
+        if cut in (0, n):
+            raise PipesynthError(
+                f"task '{task.slug}': all rows share one time stamp", "a time split needs several time stamps"
+            )
+        return ordered.iloc[:cut], ordered.iloc[cut:]
+
+
+class GroupSplit:
+    """Whole groups go to one side (e.g. Spaceship Titanic's travel groups, the `gggg` of `gggg_pp`).
+
+    column: the column holding the group; pattern: an optional regex whose first group extracts it.
+    """
+
+    name = "group"
+
+    def __init__(
+        self,
+        column: str,
+        pattern: str | None = None,
+        test_fraction: float = 0.2,
+        max_test_rows: int | None = 10000,
+    ) -> None:
+        self.column = column
+        self.pattern = pattern
+        self.test_fraction = test_fraction
+        self.max_test_rows = max_test_rows
+
+    def groups(self, frame: pd.DataFrame, task: Task) -> pd.Series:
+        if self.column not in frame.columns:
+            raise PipesynthError(
+                f"task '{task.slug}': group column '{self.column}' is not in the training file",
+                f"fix split.column in conf/task_overrides/{task.slug}.yaml",
+            )
+        values = frame[self.column]
+        if self.pattern:
+            extracted = values.str.extract(self.pattern, expand=False)
+            values = extracted.fillna(values)  # a value the pattern does not match is its own group
+        return values
+
+    def split(
+        self, labelled: pd.DataFrame, task: Task, seed: int, read_raw: RawReader
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        n_test = _n_test(len(labelled), self.test_fraction, self.max_test_rows)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=n_test / len(labelled), random_state=seed)
+        train_idx, test_idx = next(splitter.split(labelled, groups=self.groups(labelled, task)))
+        return labelled.iloc[np.sort(train_idx)], labelled.iloc[np.sort(test_idx)]
+
+
+class OfficialTestSplit:
+    """The competition's own labelled test set (e.g. detecting-insults' test_with_solutions.csv): no new split.
+
+    The public train is the whole raw training file; test_fraction/max_test_rows are accepted and unused.
+    """
+
+    name = "official_test"
+
+    def __init__(self, test_file: str, test_fraction: float = 0.2, max_test_rows: int | None = None) -> None:
+        self.test_file = test_file
+
+    def split(
+        self, labelled: pd.DataFrame, task: Task, seed: int, read_raw: RawReader
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        test = read_raw(self.test_file)
+        missing = [t for t in task.targets if t not in test.columns]
+        if missing:
+            raise PipesynthError(
+                f"task '{task.slug}': official test {self.test_file} has no label column(s) {missing}",
+                "point split.test_file at the labelled test file",
+            )
+        return labelled, test
+
+
+# --------------------------------------------------------------------------- prepared task
+
+
+@dataclass
+class PreparedTask:
+    """Where a prepared task lives and the public facts a grader needs."""
+
+    slug: str
+    seed: int
+    root: Path
+    public_dir: Path
+    private_dir: Path
+    answers_path: Path
+    id_column: str
+    targets: list[str]
+    submission_columns: list[str]
+    metric: str
+    higher_is_better: bool
+    task_type: str
+    class_labels: list[Any] | None
+    n_train: int
+    n_test: int
+    split_method: str
+    official_test: bool
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @classmethod
+    def from_manifest(cls, path: str | Path) -> PreparedTask:
+        """Rebuild the object from `<root>/manifest.json` (e.g. in another process)."""
+        path = Path(path)
+        data = json.loads(path.read_text())
+        root = path.parent
+        return cls(
+            slug=data["slug"],
+            seed=data["seed"],
+            root=root,
+            public_dir=root / "public",
+            private_dir=root / "private",
+            answers_path=root / "private" / "answers.csv",
+            checksums=data["files"],
+            **{k: data[k] for k in _FACT_KEYS},
+        )
+
+
+_FACT_KEYS = (
+    "id_column",
+    "targets",
+    "submission_columns",
+    "metric",
+    "higher_is_better",
+    "task_type",
+    "class_labels",
+    "n_train",
+    "n_test",
+    "split_method",
+    "official_test",
+)
+
+
+def typed_label(text: str) -> Any:
+    """A label as JSON would hold it: "1" -> 1, "TRUE"/"True" -> True, "2.5" -> 2.5, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+        return int(value) if value.is_integer() else value
+    except ValueError:
+        return text
+
+
+def _sorted_labels(values: pd.Series) -> list[Any]:
+    labels = {typed_label(v): None for v in values.unique()}
+    return sorted(labels, key=lambda v: (type(v).__name__, v))
+
+
+def _fingerprint(task: Task, seed: int) -> dict[str, Any]:
+    raw = {}
+    if task.raw_dir.is_dir():
+        for path in sorted(p for p in task.raw_dir.rglob("*") if p.is_file()):
+            raw[str(path.relative_to(task.raw_dir))] = _sha256(path)
+    return {
+        "version": PREPARE_VERSION,
+        "seed": seed,
+        "split": task.split,
+        "files": task.files,
+        "facts": {
+            "id_column": task.id_column,
+            "targets": task.targets,
+            "metric": task.metric,
+            "task_type": task.task_type,
+            "data_type": task.data_type,
+            "title": task.title,
+        },
+        "raw": raw,
+        "description": _sha256(task.description_path) if task.description_path.is_file() else None,
+    }
+
+
+def _cached(root: Path, fingerprint: dict[str, Any]) -> PreparedTask | None:
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return None
+    if data.get("fingerprint") != fingerprint:
+        return None
+    for rel, digest in data.get("files", {}).items():
+        path = root / rel
+        if not path.is_file() or _sha256(path) != digest:
+            log.warning("%s: cached file %s changed or vanished; preparing again", root, rel)
+            return None
+    return PreparedTask.from_manifest(manifest)
+
+
+def prepare_task(task: Task, cache_dir: str | Path, seed: int = 0) -> PreparedTask:
+    """Prepare `task` under `<cache_dir>/tasks/<slug>/seed<seed>/` (cached; rebuilt when inputs change)."""
+    task.require_data()
+    root = Path(cache_dir) / "tasks" / task.slug / f"seed{seed}"
+    fingerprint = _fingerprint(task, seed)
+    cached = _cached(root, fingerprint)
+    if cached is not None:
+        return cached
+
+    # build beside the target, then swap it in, so a reader never sees a half-written preparation
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        facts = _build(task, seed, tmp, fingerprint)
+        old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+        if root.exists():
+            root.rename(old)
+        tmp.rename(root)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info(
+        "prepared %s (seed %d): %d train / %d test rows", task.slug, seed, facts["n_train"], facts["n_test"]
+    )
+    return PreparedTask.from_manifest(root / "manifest.json")
+
+
+def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    read_raw = raw_reader(task)
+    metric = get_metric(task.metric)
+    labelled = read_raw(task.files["train"])
+    where = f"task '{task.slug}' ({task.raw_dir / task.files['train']})"
+    missing = [c for c in [*task.targets, *([task.id_column] if task.id_column else [])] if c not in labelled]
+    if missing:
+        raise PipesynthError(
+            f"{where} has no column(s) {missing}", "fix id_column/targets in task.json or files.train"
+        )
+
+    # rows without a label cannot be graded (e.g. the rows to impute in an imputation competition)
+    unlabelled = (labelled[task.targets].apply(lambda s: s.str.strip()) == "").any(axis=1)
+    labelled = labelled.loc[~unlabelled]
+
+    id_col = task.id_column or (SYNTHETIC_ID if SYNTHETIC_ID not in labelled.columns else "row_id")
+    synthetic_id = task.id_column is None
+
+    # features: the columns of Kaggle's own (unlabelled) test file, which defines what a solution may see
+    test_name = task.files.get("test")
+    if test_name and find_raw_file(task, str(test_name)) is not None:
+        source = find_raw_file(task, str(test_name))
+        assert source is not None
+        header = list(_read_csv(source, nrows=0).columns)
+        features = [c for c in header if c != id_col]
+        absent = [c for c in features if c not in labelled.columns]
+        if absent:
+            raise PipesynthError(
+                f"{where}: test file {test_name} has column(s) {absent} that the training file lacks",
+                f"check files.train/files.test in conf/task_overrides/{task.slug}.yaml",
+            )
+    else:
+        features = [c for c in labelled.columns if c not in (id_col, *task.targets)]
+    dropped = [c for c in labelled.columns if c not in (id_col, *features, *task.targets)]
+
+    try:
+        splitter = instantiate(task.split)
+    except Exception as err:  # a bad _target_ or argument: say which config to fix, not a Hydra traceback
+        raise PipesynthError(
+            f"task '{task.slug}': cannot build its splitter from {task.split} ({err})",
+            f"fix `split` in conf/task_overrides/{task.slug}.yaml or in the suite config",
+        ) from None
+    train, test = splitter.split(labelled, task, seed, read_raw)
+    absent = [c for c in features if c not in test.columns]
+    if absent:
+        raise PipesynthError(
+            f"{where}: the labelled test lacks feature column(s) {absent}", "check the split"
+        )
+    test = test.loc[(test[task.targets].apply(lambda s: s.str.strip()) != "").all(axis=1)]
+    train, test = train.copy(), test.copy()
+    if synthetic_id:
+        # the competition had no id: number the rows, test after train, so ids are disjoint by construction
+        train.insert(0, id_col, [str(i) for i in range(len(train))])
+        test.insert(0, id_col, [str(len(train) + i) for i in range(len(test))])
+    for name, part in (("train", train), ("test", test)):
+        if part[id_col].duplicated().any():
+            raise PipesynthError(
+                f"{where}: id column '{id_col}' has duplicate values in the {name} part",
+                "set id_column to a unique column (or null to number the rows)",
+            )
+    if set(train[id_col]) & set(test[id_col]):
+        raise PipesynthError(f"{where}: train and test share ids", "the official test must be disjoint")
+
+    # submission columns: Kaggle's sample submission where there is one, else the targets
+    sample_name = _find_sample_submission(task)
+    if sample_name:
+        sample_cols = list(read_raw(sample_name).columns)
+        submission_columns = [c for c in sample_cols if c not in (id_col, task.id_column)]
+    else:
+        submission_columns = list(task.targets)
+
+    class_labels = _sorted_labels(labelled[task.targets].stack()) if task.is_classification else None
+    if set(submission_columns) != set(task.targets):
+        # the only other shape allowed: one probability column per class of a single target (log loss)
+        if not (
+            metric.name == "multiclass_log_loss"
+            and len(task.targets) == 1
+            and class_labels is not None
+            and {typed_label(c) for c in submission_columns} == set(class_labels)
+        ):
+            raise PipesynthError(
+                f"{where}: sample submission columns {submission_columns} are neither the targets "
+                f"{task.targets} nor the class labels {class_labels}",
+                f"set files.sample_submission in conf/task_overrides/{task.slug}.yaml or fix targets in task.json",
+            )
+        class_labels = list(submission_columns)  # the order the submission's columns come in
+
+    public, private = out / "public", out / "private"
+    public.mkdir(parents=True)
+    private.mkdir(parents=True)
+    os.chmod(private, 0o700)  # defence in depth: the sandbox runs as another user and must not read this
+
+    train[[id_col, *features, *task.targets]].to_csv(public / "train.csv", index=False, lineterminator="\n")
+    test[[id_col, *features]].to_csv(public / "test.csv", index=False, lineterminator="\n")
+    test[[id_col, *task.targets]].to_csv(private / "answers.csv", index=False, lineterminator="\n")
+    _sample_submission(train, test, id_col, task, metric.prediction, submission_columns).to_csv(
+        public / "sample_submission.csv", index=False, lineterminator="\n"
+    )
+    if task.description_path.is_file():
+        shutil.copyfile(task.description_path, public / "description.md")
+    else:
+        (public / "description.md").write_text(f"# {task.title}\n")
+    for name in task.files.get("copy") or []:
+        source = find_raw_file(task, str(name))
+        if source is None:
+            raise PipesynthError(
+                f"task '{task.slug}': file {name} to copy is not in {task.raw_dir}",
+                f"fix files.copy in conf/task_overrides/{task.slug}.yaml",
+            )
+        _copy_raw(source, public / Path(str(name)).name)
+
+    public_facts: dict[str, Any] = {
+        "slug": task.slug,
+        "title": task.title,
+        "data_type": task.data_type,
+        "task_type": task.task_type,
+        "id_column": id_col,
+        "targets": task.targets,
+        "submission_columns": submission_columns,
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+    }
+    if class_labels is not None:
+        public_facts["class_labels"] = class_labels
+    (public / "task.json").write_text(json.dumps(public_facts, indent=2) + "\n")
+
+    facts = {
+        **{k: public_facts[k] for k in ("id_column", "targets", "submission_columns", "metric")},
+        "higher_is_better": metric.higher_is_better,
+        "task_type": task.task_type,
+        "class_labels": class_labels,
+        "n_train": len(train),
+        "n_test": len(test),
+        "split_method": splitter.name,
+        "official_test": isinstance(splitter, OfficialTestSplit),
+    }
+    files = {
+        str(p.relative_to(out)): _sha256(p) for p in sorted(out.rglob("*")) if p.is_file() and p.parent != out
+    }
+    manifest = {
+        "slug": task.slug,
+        "seed": seed,
+        **facts,
+        "synthetic_id": synthetic_id,
+        "dropped_columns": dropped,
+        "dropped_unlabelled_rows": int(unlabelled.sum()),
+        "fingerprint": fingerprint,
+        "files": files,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return facts
+
+
+def _sample_submission(
+    train: pd.DataFrame, test: pd.DataFrame, id_col: str, task: Task, prediction: str, columns: list[str]
+) -> pd.DataFrame:
+    """A valid, uninformed submission: uniform probabilities, 0.5 scores, a label, or the training median."""
+    sample = pd.DataFrame({id_col: test[id_col].to_numpy()})
+    for col in columns:
+        if col not in task.targets:  # a class probability column
+            sample[col] = 1.0 / len(columns)
+        elif prediction == "probability":
+            sample[col] = 0.5
+        elif prediction == "label":
+            sample[col] = sorted(train[col].unique())[0]
+        else:
+            sample[col] = round(float(pd.to_numeric(train[col]).median()), 8)  # round: no 1.91334999..
+    return sample
+
+
+def prepared_summary(prepared: PreparedTask) -> dict[str, Any]:
+    """The manifest's facts as a plain dict (for logs and reports)."""
+    data = asdict(prepared)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items() if k != "checksums"}

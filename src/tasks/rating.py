@@ -1,0 +1,190 @@
+"""Rate a graded score against the competition's real final leaderboard: position N of M, medal, caveats.
+
+    from src.tasks.rating import rate
+    rate(task, 0.78).to_dict()
+    # {"position": 412, "teams": 1541, "beaten_fraction": 0.73, "above_median": True, "medal": None, ...}
+
+Position: 1 + the number of teams strictly better, so a score equal to a leaderboard score shares that team's
+position; M is the number of teams on the leaderboard (the score is not inserted into it, so the position can
+be M + 1). Medals follow Kaggle's progression rules for the team count, as mle-bench applies them:
+
+    teams      gold                 silver         bronze
+    < 100      top 10%              top 20%        top 40%
+    100-249    top 10 teams         top 20%        top 40%
+    250-999    top 10 + 0.2% teams  top 50 teams   top 100 teams
+    >= 1000    top 10 + 0.2% teams  top 5%         top 10%
+
+A medal needs a score at least as good as the score at that position. Caveats are flagged, never hidden:
+rolling or leaked leaderboards declared in `conf/task_overrides/<slug>.yaml`, perfect scores at the top (a
+leak signal), a leaderboard order that contradicts the metric's direction. Positions are approximate whenever the
+test split is our own rather than the competition's test (the approximation mle-bench makes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import get_class
+
+from src.errors import PipesynthError
+from src.tasks.metrics import Metric, get_metric
+from src.tasks.registry import Task
+
+FLAG_TEXT = {
+    "rolling": "rolling leaderboard",
+    "leaked": "leaked labels on the leaderboard",
+}
+
+
+@dataclass
+class Rating:
+    """Where a score would place on the real leaderboard. position is None when no rating is possible (reason)."""
+
+    task: str
+    score: float | None
+    position: int | None = None
+    teams: int | None = None
+    beaten: int | None = None
+    beaten_fraction: float | None = None
+    above_median: bool | None = None
+    medal: str | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    approximate: bool = True
+    reason: str | None = None
+    leaderboard_source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.position is None:
+            return f"{self.task}: not rated ({self.reason})"
+        medal = f", {self.medal}" if self.medal else ""
+        flags = f" [{'; '.join(self.flags)}]" if self.flags else ""
+        return f"{self.task}: position {self.position} of {self.teams}{medal}{flags}"
+
+
+def medal_positions(teams: int) -> dict[str, int]:
+    """The last leaderboard position (1-based) that earns each medal for a competition with `teams` teams."""
+    if teams < 1:
+        raise ValueError("a leaderboard needs at least one team")
+    if teams < 100:
+        gold, silver, bronze = max(1, int(teams * 0.1)), max(1, int(teams * 0.2)), max(1, int(teams * 0.4))
+    elif teams < 250:
+        gold, silver, bronze = 10, max(1, int(teams * 0.2)), max(1, int(teams * 0.4))
+    elif teams < 1000:
+        gold, silver, bronze = 10 + int(teams * 0.002), 50, 100
+    else:
+        gold, silver, bronze = 10 + int(teams * 0.002), max(1, int(teams * 0.05)), max(1, int(teams * 0.1))
+    return {"gold": gold, "silver": silver, "bronze": bronze}
+
+
+def rank_score(
+    score: float, leaderboard: Sequence[float], metric: Metric, decimals: int | None = None
+) -> dict[str, Any]:
+    """Position, teams beaten, median and medal of `score` among `leaderboard` scores (any order).
+
+    decimals: round `score` to the leaderboard's shown precision first, so that 0.775113 ties with 0.77511.
+    """
+    scores = np.asarray([s for s in leaderboard if s is not None and np.isfinite(s)], dtype=float)
+    if scores.size == 0:
+        raise ValueError("empty leaderboard")
+    if decimals is not None:
+        score = round(float(score), decimals)
+    best_first = np.sort(scores)[::-1] if metric.higher_is_better else np.sort(scores)
+    better = int(np.sum([metric.better(s, score) for s in best_first]))
+    worse = int(np.sum([metric.better(score, s) for s in best_first]))
+    teams = int(best_first.size)
+    median = float(np.median(best_first))
+    positions = medal_positions(teams)
+    thresholds = {name: float(best_first[pos - 1]) for name, pos in positions.items()}
+    medal = next(
+        (name for name in ("gold", "silver", "bronze") if not metric.better(thresholds[name], score)), None
+    )
+    return {
+        "position": better + 1,
+        "teams": teams,
+        "beaten": worse,
+        "beaten_fraction": worse / teams,
+        "above_median": metric.better(score, median),
+        "medal": medal,
+        "thresholds": {**thresholds, "median": median},
+    }
+
+
+def _read_leaderboard(task: Task) -> tuple[pd.DataFrame, int | None]:
+    path = task.leaderboard_path
+    frame = pd.read_csv(path, dtype=str)
+    if "score" not in frame.columns:
+        raise PipesynthError(f"{path} has no 'score' column", "the leaderboard needs columns rank,score")
+    text = frame["score"].str.strip()
+    scores = pd.to_numeric(text, errors="coerce")
+    frame = frame.assign(score=scores).loc[scores.notna()]
+    if "rank" in frame.columns:
+        frame = frame.assign(rank=pd.to_numeric(frame["rank"], errors="coerce")).sort_values(
+            "rank", kind="mergesort"
+        )
+    plain = text[scores.notna()]
+    decimals = None
+    if plain.str.fullmatch(r"-?\d+(\.\d+)?").all():
+        decimals = int(plain.str.split(".").str[1].fillna("").str.len().max())
+    return frame, decimals
+
+
+def _leaderboard_flags(task: Task, frame: pd.DataFrame, metric: Metric) -> list[str]:
+    flags = [FLAG_TEXT.get(flag, flag) for flag in task.leaderboard_flags]
+    perfect = int(sum(metric.is_perfect(s) for s in frame["score"]))
+    if perfect:
+        flags.append(
+            f"{perfect} perfect score(s) at the top ({metric.name} = {metric.perfect:g}): likely leaked labels"
+        )
+    ranked = frame["score"].to_numpy(dtype=float)
+    if ranked.size > 1 and metric.better(ranked[-1], ranked[0]):
+        flags.append(f"leaderboard order contradicts the metric's direction ({metric.name})")
+    return flags
+
+
+def _official_test(task: Task) -> bool:
+    from src.tasks.prepare import OfficialTestSplit
+
+    target = task.split.get("_target_")
+    return bool(target) and issubclass(get_class(target), OfficialTestSplit)
+
+
+def rate(task: Task, score: float | None) -> Rating:
+    """Rate `score` on the task's real leaderboard; a Rating without position (and a reason) when impossible."""
+    rating = Rating(
+        task=task.slug,
+        score=score,
+        approximate=not _official_test(task),
+        leaderboard_source=task.leaderboard_source,
+    )
+    if task.leaderboard_note:
+        rating.notes.append(task.leaderboard_note)
+    if score is None or not math.isfinite(score):
+        rating.reason = "no valid score to rate"
+        return rating
+    if not task.has_leaderboard:
+        rating.reason = f"no leaderboard.csv in {task.root}"
+        return rating
+    metric = get_metric(task.metric)
+    frame, decimals = _read_leaderboard(task)
+    if frame.empty:
+        rating.reason = f"{task.leaderboard_path} holds no scores"
+        return rating
+    ranked = rank_score(score, frame["score"].tolist(), metric, decimals=decimals)
+    for key, value in ranked.items():
+        setattr(rating, key, value)
+    rating.flags = _leaderboard_flags(task, frame, metric)
+    if task.teams is not None and task.teams != ranked["teams"]:
+        rating.notes.append(f"task.json says {task.teams} teams; the leaderboard lists {ranked['teams']}")
+    if rating.approximate:
+        rating.notes.append("position is approximate: our test split is carved from the competition's train")
+    return rating

@@ -1,0 +1,226 @@
+"""Task registry: a task is a folder `<data_dir>/<slug>/` (task.json, description.md, leaderboard.csv, raw/).
+
+    from src.tasks.registry import load_task
+    task = load_task("../shared/data/kaggle", "bike-sharing-demand")
+
+task.json holds the competition's facts. How a task is split and which leaderboard caveats apply are project
+decisions, so they live in config, not in the (read-only) task folder: the suite's `split` defaults
+(`conf/suite/*.yaml`) merged with an optional per-task file `conf/task_overrides/<slug>.yaml` (keys `split`,
+`files`, `leaderboard`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import REPO_ROOT
+from src.errors import PipesynthError
+from src.tasks.metrics import get_metric
+
+# not conf/tasks/: a config folder named like the runner's `tasks=[...]` key would turn that key into a group
+DEFAULT_OVERRIDES_DIR = REPO_ROOT / "conf" / "task_overrides"
+REQUIRED_FIELDS = ("title", "data_type", "task_type", "targets", "metric", "higher_is_better")
+CLASSIFICATION_TYPES = ("binary_classification", "multiclass_classification", "multilabel_classification")
+
+# Used when neither the suite nor conf/task_overrides/<slug>.yaml says otherwise: a seeded random split of
+# raw/train.csv, stratified by the labels for classification tasks.
+DEFAULT_SPLIT: dict[str, Any] = {
+    "_target_": "src.tasks.prepare.RandomSplit",
+    "test_fraction": 0.2,
+    "max_test_rows": 10000,
+}
+DEFAULT_FILES: dict[str, Any] = {
+    "train": "train.csv",  # the labelled file the split is carved from
+    "test": "test.csv",  # Kaggle's unlabelled test: its columns say which features a solution may see
+    "sample_submission": None,  # None: the one raw/*ubmission*.csv, if any
+    "copy": [],  # label-free extra files copied into public/ as they are (e.g. a data dictionary)
+}
+
+
+@dataclass
+class Task:
+    """One competition: its facts (task.json) plus the project's config for it (split, files, leaderboard)."""
+
+    slug: str
+    title: str
+    data_type: str
+    task_type: str
+    id_column: str | None
+    targets: list[str]
+    metric: str
+    higher_is_better: bool
+    root: Path
+    teams: int | None = None
+    notes: list[str] = field(default_factory=list)
+    leaderboard_source: str | None = None
+    split: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPLIT))
+    files: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FILES))
+    # caveats of the real leaderboard, declared in config (e.g. ["rolling", "leaked"]) with a note
+    leaderboard_flags: list[str] = field(default_factory=list)
+    leaderboard_note: str | None = None
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def description_path(self) -> Path:
+        return self.root / "description.md"
+
+    @property
+    def leaderboard_path(self) -> Path:
+        return self.root / "leaderboard.csv"
+
+    @property
+    def has_leaderboard(self) -> bool:
+        return self.leaderboard_path.is_file()
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type in CLASSIFICATION_TYPES
+
+    @property
+    def download_command(self) -> str:
+        return f"kaggle competitions download -c {self.slug} -p {self.raw_dir}"
+
+    @property
+    def has_data(self) -> bool:
+        """True when the labelled training file is present in raw/ (as a file or inside a Kaggle zip)."""
+        from src.tasks.prepare import find_raw_file
+
+        return find_raw_file(self, self.files["train"]) is not None
+
+    def require_data(self) -> None:
+        """Raise one clear error naming the folder expected and the Kaggle command that fills it."""
+        if not self.has_data:
+            raise PipesynthError(
+                f"task '{self.slug}' has no data: expected {self.files['train']} in {self.raw_dir}",
+                f"download it with `{self.download_command}` (accept the competition rules on kaggle.com "
+                f"first); the zip may stay as it is or be unzipped there",
+            )
+
+
+def _read_task_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PipesynthError(
+            f"task folder '{path.parent}' has no task.json",
+            "add task.json with " + ", ".join(REQUIRED_FIELDS) + " (see shared/data/README.md)",
+        )
+    try:
+        facts = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PipesynthError(f"{path} is not valid JSON ({err})", "fix the file's syntax") from None
+    missing = [key for key in REQUIRED_FIELDS if facts.get(key) is None]
+    if missing:
+        raise PipesynthError(
+            f"{path} lacks field(s) {', '.join(missing)}", f"add {', '.join(missing)} to the task's task.json"
+        )
+    return facts
+
+
+def _load_override(overrides_dir: Path | None, slug: str) -> dict[str, Any]:
+    if overrides_dir is None:
+        return {}
+    path = Path(overrides_dir) / f"{slug}.yaml"
+    if not path.is_file():
+        return {}
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    unknown = set(data or {}) - {"split", "files", "leaderboard"}
+    if unknown:
+        raise PipesynthError(
+            f"{path} has unknown key(s) {sorted(unknown)}", "use only split, files and leaderboard"
+        )
+    return data or {}
+
+
+def load_task(
+    data_dir: str | Path,
+    slug: str,
+    split_defaults: dict[str, Any] | DictConfig | None = None,
+    overrides_dir: str | Path | None = DEFAULT_OVERRIDES_DIR,
+) -> Task:
+    """Load `<data_dir>/<slug>/task.json` and merge the project's config for it.
+
+    split_defaults: the suite's split settings (test fraction, row cap, splitter `_target_`);
+    overrides_dir: folder of per-task `<slug>.yaml` files (None: no overrides).
+    """
+    root = Path(data_dir) / slug
+    if not root.is_dir():
+        available = sorted(found.parent.name for found in Path(data_dir).glob("*/task.json"))
+        raise PipesynthError(
+            f"task folder '{root}' does not exist",
+            f"point paths.data_dir at the folder holding <slug>/task.json (tasks found there: {available})"
+            if available
+            else "point paths.data_dir at the folder holding <slug>/task.json",
+        )
+    facts = _read_task_json(root / "task.json")
+    if facts.get("slug", slug) != slug:
+        raise PipesynthError(
+            f"{root / 'task.json'} says slug '{facts['slug']}' but its folder is '{slug}'",
+            "rename the folder or fix the slug",
+        )
+    metric = get_metric(facts["metric"])
+    if bool(facts["higher_is_better"]) != metric.higher_is_better:
+        raise PipesynthError(
+            f"{root / 'task.json'}: higher_is_better={facts['higher_is_better']} contradicts metric "
+            f"'{metric.name}' ({'higher' if metric.higher_is_better else 'lower'} is better)",
+            "fix higher_is_better or the metric name",
+        )
+    targets = facts["targets"]
+    if isinstance(targets, str):
+        targets = [targets]
+    if not targets:
+        raise PipesynthError(f"{root / 'task.json'} has an empty targets list", "name the target column(s)")
+
+    override = _load_override(Path(overrides_dir) if overrides_dir else None, slug)
+    split_cfg = OmegaConf.merge(
+        OmegaConf.create(DEFAULT_SPLIT),
+        OmegaConf.create(split_defaults or {}),
+        OmegaConf.create(override.get("split") or {}),
+    )
+    files = {**DEFAULT_FILES, **(override.get("files") or {})}
+    leaderboard = override.get("leaderboard") or {}
+    notes = [facts[key] for key in ("note", "notes") if isinstance(facts.get(key), str)]
+    notes += [n for key in ("note", "notes") if isinstance(facts.get(key), list) for n in facts[key]]
+    return Task(
+        slug=slug,
+        title=str(facts["title"]),
+        data_type=str(facts["data_type"]),
+        task_type=str(facts["task_type"]),
+        id_column=facts.get("id_column"),
+        targets=[str(t) for t in targets],
+        metric=metric.name,
+        higher_is_better=metric.higher_is_better,
+        root=root,
+        teams=int(facts["teams"]) if facts.get("teams") is not None else None,
+        notes=notes,
+        leaderboard_source=facts.get("leaderboard_source"),
+        split=OmegaConf.to_container(split_cfg, resolve=True),  # type: ignore[arg-type]
+        files=files,
+        leaderboard_flags=[str(f) for f in leaderboard.get("flags") or []],
+        leaderboard_note=leaderboard.get("note"),
+    )
+
+
+def load_suite(cfg_suite: DictConfig | dict[str, Any], data_dir: str | Path) -> list[Task]:
+    """The tasks of a suite config (`conf/suite/<name>.yaml`: name, tasks, split, overrides_dir)."""
+    cfg = cfg_suite if isinstance(cfg_suite, DictConfig) else OmegaConf.create(cfg_suite)
+    slugs = cfg.get("tasks")
+    if not slugs:
+        raise PipesynthError(
+            f"suite '{cfg.get('name', '?')}' lists no tasks",
+            "add `tasks: [slug, ...]` to its conf/suite file",
+        )
+    split_defaults = cfg.get("split")
+    overrides_dir = Path(str(cfg.get("overrides_dir") or DEFAULT_OVERRIDES_DIR))
+    if not overrides_dir.is_absolute():
+        overrides_dir = REPO_ROOT / overrides_dir
+    return [
+        load_task(data_dir, str(slug), split_defaults=split_defaults, overrides_dir=overrides_dir)
+        for slug in slugs
+    ]

@@ -1,0 +1,125 @@
+"""Rating against leaderboards: positions with ties, both directions, Kaggle's medal bands, flagged caveats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.tasks.metrics import get_metric
+from src.tasks.rating import medal_positions, rank_score, rate
+from src.tasks.registry import load_task
+
+ACC, RMSE = get_metric("accuracy"), get_metric("rmse")
+
+
+@pytest.mark.parametrize(
+    ("teams", "gold", "silver", "bronze"),
+    [
+        (1, 1, 1, 1), (9, 1, 1, 3), (50, 5, 10, 20), (99, 9, 19, 39),  # < 100: 10% / 20% / 40%
+        (100, 10, 20, 40), (249, 10, 49, 99),  # 100-249: top 10 / 20% / 40%
+        (250, 10, 50, 100), (878, 11, 50, 100), (999, 11, 50, 100),  # 250-999: 10 + 0.2% / 50 / 100
+        (1000, 12, 50, 100), (4549, 19, 227, 454),  # >= 1000: 10 + 0.2% / 5% / 10%
+    ],
+)  # fmt: skip
+def test_medal_positions_per_team_band(teams: int, gold: int, silver: int, bronze: int) -> None:
+    assert medal_positions(teams) == {"gold": gold, "silver": silver, "bronze": bronze}
+
+
+@pytest.mark.parametrize("teams", [20, 150, 500, 2000])
+def test_medals_on_synthetic_leaderboards_both_directions(teams: int) -> None:
+    pos = medal_positions(teams)
+    higher = list(np.linspace(1.0, 0.0, teams))  # distinct scores, best first
+    lower = [1 - s for s in higher]  # the same leaderboard for an error metric
+    for metric, board in ((ACC, higher), (RMSE, lower)):
+        at = board.__getitem__  # 0-based: at(pos - 1) is the score at 1-based position pos
+        for medal in ("gold", "silver", "bronze"):
+            # exactly the threshold earns the medal; a hair worse drops to the next band
+            assert rank_score(at(pos[medal] - 1), board, metric)["medal"] == medal
+        eps = 1e-9 if metric.higher_is_better else -1e-9
+        assert rank_score(at(pos["gold"] - 1) - eps, board, metric)["medal"] == "silver"
+        assert rank_score(at(pos["bronze"] - 1) - eps, board, metric)["medal"] is None
+        assert rank_score(at(0) + eps, board, metric)["position"] == 1
+
+
+def test_position_ties_and_beaten_fraction() -> None:
+    board = [0.9, 0.8, 0.8, 0.8, 0.7, 0.6]
+    tied = rank_score(0.8, board, ACC)
+    assert tied["position"] == 2 and tied["teams"] == 6  # shares the position of the first 0.8
+    assert tied["beaten"] == 2 and tied["beaten_fraction"] == pytest.approx(2 / 6)
+    assert rank_score(0.95, board, ACC)["position"] == 1
+    last = rank_score(0.1, board, ACC)
+    assert last["position"] == 7 and last["beaten"] == 0  # behind every team: M + 1
+    assert rank_score(0.75, board, ACC)["position"] == 5
+    # the same leaderboard for an error metric reads the other way
+    assert rank_score(0.8, board, RMSE)["position"] == 3 and rank_score(0.65, board, RMSE)["beaten"] == 5
+
+
+def test_above_median_is_strict() -> None:
+    board = [4.0, 3.0, 2.0, 1.0]  # median 2.5
+    assert rank_score(2.6, board, ACC)["above_median"] and not rank_score(2.5, board, ACC)["above_median"]
+    assert rank_score(2.4, board, RMSE)["above_median"] and not rank_score(2.6, board, RMSE)["above_median"]
+
+
+def test_rounding_to_the_leaderboard_precision_makes_ties() -> None:
+    board = [0.9, 0.77511, 0.7]
+    assert rank_score(0.775114, board, ACC, decimals=5)["position"] == 2
+    assert rank_score(0.775114, board, ACC)["position"] == 2  # better than 0.77511 without rounding...
+    assert rank_score(0.775106, board, ACC)["position"] == 3
+    assert rank_score(0.775106, board, ACC, decimals=5)["position"] == 2  # ...and a tie with it
+
+
+def test_titanic_leaderboard_is_flagged(kaggle_dir: Path) -> None:
+    rating = rate(load_task(kaggle_dir, "titanic"), 0.78)
+    assert rating.teams == 4549
+    assert "rolling leaderboard" in rating.flags and "leaked labels on the leaderboard" in rating.flags
+    assert any("perfect score" in f for f in rating.flags)  # the data itself supports the config
+    assert rating.approximate and rating.position is not None and 0 < rating.beaten_fraction < 1
+    record = json.loads(json.dumps(rating.to_dict()))  # JSON-safe for results.jsonl
+    assert record["flags"] == rating.flags
+
+
+def test_spaceship_is_flagged_and_a_clean_task_is_not(kaggle_dir: Path) -> None:
+    assert rate(load_task(kaggle_dir, "spaceship-titanic"), 0.8).flags
+    horses = rate(load_task(kaggle_dir, "playground-series-s3e22"), 0.78181)
+    assert horses.flags == [] and horses.position == 1 and horses.medal == "gold"
+    board = pd.read_csv(kaggle_dir / "playground-series-s3e22" / "leaderboard.csv")
+    assert horses.teams == len(board)
+
+
+def test_lower_is_better_on_a_real_leaderboard(kaggle_dir: Path) -> None:
+    task = load_task(kaggle_dir, "spooky-author-identification")
+    board = pd.read_csv(task.leaderboard_path)["score"]
+    assert rate(task, float(board.iloc[0])).position == 1
+    median = rate(task, float(board.median()) + 0.01)
+    assert not median.above_median and median.medal is None
+    assert rate(task, 10.0).beaten_fraction < 0.1
+
+
+def test_official_test_rating_is_not_approximate(kaggle_dir: Path) -> None:
+    rating = rate(load_task(kaggle_dir, "detecting-insults-in-social-commentary"), 0.84)
+    assert not rating.approximate and rating.teams == 50 and rating.position == 2
+
+
+def test_no_leaderboard_gives_a_reason(kaggle_dir: Path) -> None:
+    rating = rate(load_task(kaggle_dir, "house-prices-advanced-regression-techniques"), 0.12)
+    assert rating.position is None and rating.medal is None
+    assert "no leaderboard.csv" in rating.reason
+    assert "not rated" in str(rating)
+    assert rate(load_task(kaggle_dir, "titanic"), None).reason == "no valid score to rate"
+
+
+def test_leaderboard_against_the_declared_direction_is_flagged(kaggle_dir: Path, tmp_path: Path) -> None:
+    # a leaderboard sorted as if lower were better, under a metric declared higher-is-better
+    folder = tmp_path / "titanic"
+    shutil.copytree(kaggle_dir / "titanic", folder, ignore=shutil.ignore_patterns("raw", "leaderboard.csv"))
+    pd.DataFrame({"rank": [1, 2, 3], "score": [0.5, 0.6, 0.7]}).to_csv(
+        folder / "leaderboard.csv", index=False
+    )
+    rating = rate(load_task(tmp_path, "titanic", overrides_dir=None), 0.62)
+    assert any("contradicts" in f for f in rating.flags)
+    assert rating.position == 2  # the declared direction still decides
