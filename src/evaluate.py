@@ -89,7 +89,7 @@ def run_one(
         if not graded.valid:
             status = "invalid"
     else:
-        reason = f"solution did not finish: {result.status}"
+        reason = result.message or f"solution did not finish: {result.status}"
     record.update(status=status, score=score, invalid_reason=reason)
     rating = rate(task, score) if score is not None else None
     record["rating"] = rating.to_dict() if rating is not None else None
