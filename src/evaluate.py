@@ -118,7 +118,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         log.info("resuming: %d of %d records already in %s", skipped, len(jobs), results_path)
 
     prepared = {task.slug: prepare_task(task, cfg.paths.cache_dir, seed=cfg.split_seed) for task, _ in todo}
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     with (
         Progress(
             TextColumn("[bold]{task.description}"),
