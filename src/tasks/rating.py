@@ -38,6 +38,7 @@ from src.tasks.registry import Task
 FLAG_TEXT = {
     "rolling": "rolling leaderboard",
     "leaked": "leaked labels on the leaderboard",
+    "different_test": "the leaderboard was scored on a different test set",
 }
 
 
