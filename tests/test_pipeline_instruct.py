@@ -1,0 +1,131 @@
+"""Ranked instructions: the training template renders the prompts, one batch for k ranks, malformed answers are
+resampled (only those, with new seeds, bounded) and a rank whose every attempt fails falls back, all journaled."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from src.config import REPO_ROOT
+from src.corpus.metric_categories import load_metric_categories
+from src.corpus.prompts import build_template
+from src.llm import ChatRequest, Completion
+from src.llm.scripted import ScriptedClient
+from src.pipeline.instruct import InstructionGenerator, task_prompt_fields
+from src.pipeline.journal import Journal
+from src.training.base_models import load_tokenizer
+
+GOOD = (
+    "Data preprocessing:\n- impute the median\nModel architecture:\n- LightGBM\nModel training:\n- 5-fold CV"
+)
+FACTS = {
+    "slug": "toy",
+    "title": "Toy",
+    "data_type": "tabular",
+    "task_type": "binary_classification",
+    "metric": "roc_auc",
+    "higher_is_better": True,
+    "targets": ["y"],
+    "id_column": "id",
+}
+
+
+class CountingClient:
+    """A scripted client that counts `complete` calls (batches) and keeps every request."""
+
+    def __init__(self, reply: Any) -> None:
+        self.inner = ScriptedClient(reply_fn=reply)
+        self.batches: list[list[ChatRequest]] = []
+
+    def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        self.batches.append(list(requests))
+        return self.inner.complete(requests)
+
+
+def _generator(**kw: Any) -> InstructionGenerator:
+    return InstructionGenerator(build_template("figure4"), load_metric_categories(), **kw)
+
+
+def test_prompts_are_the_training_template_for_ranks_1_to_k() -> None:
+    gen = _generator(k=3, max_description_chars=None)
+    prompts = gen.prompts(FACTS, "Predict   whether y\nholds.")
+    template = build_template("figure4")
+    assert prompts == [
+        template.render_prompt("Predict whether y holds.", "tabular data", "auc", r) for r in (1, 2, 3)
+    ]
+    assert (
+        "This solution has the 2 place in rating. Data type: tabular data. Metric type is: auc." in prompts[1]
+    )
+    # task spellings -> corpus spellings, through conf/metric_categories/code4ml.yaml
+    cats = load_metric_categories()
+    assert task_prompt_fields({**FACTS, "data_type": "time_series", "metric": "rmsle"}, cats) == (
+        "time series",
+        "percentage_errors",
+    )
+    assert task_prompt_fields({**FACTS, "metric": "micro_f1"}, cats)[1] == "f_score_multiclass"
+
+
+def test_description_is_cut_to_the_token_budget_with_the_models_tokenizer() -> None:
+    tok = load_tokenizer(
+        OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny_llama.yaml"), REPO_ROOT / ".cache"
+    )
+    gen = _generator(k=1, max_prompt_tokens=120)
+    description = " ".join(f"word{i}" for i in range(400))
+    [prompt] = gen.prompts(FACTS, description, tokenizer=tok)
+    assert len(tok(prompt)["input_ids"]) <= 120
+    assert prompt.endswith(". [/INST]") and "word0 word1" in prompt and "word399" not in prompt
+    [short] = gen.prompts(FACTS, "A short task.", tokenizer=tok)
+    assert "A short task. [/INST]" in short
+
+
+def test_one_batch_resample_only_malformed_then_fallback(tmp_path: Path) -> None:
+    # rank 1 is good at once, rank 2 on its second attempt, rank 3 never
+    def reply(request: ChatRequest) -> str:
+        rank = int(request.tag.split("rank")[1][0])
+        attempt = request.seed // 1000
+        if rank == 1 or (rank == 2 and attempt == 1):
+            return GOOD + f" (rank {rank})"
+        return "Model architecture:\n- something" if attempt == 0 else "??"
+
+    client = CountingClient(reply)
+    journal = Journal("toy", "roc_auc", True)
+    gen = _generator(k=3, max_resample=2, temperature=0.7)
+    candidates = gen.generate(client, FACTS, "Predict y.", journal, seed=5)
+
+    assert [len(b) for b in client.batches] == [3, 2, 1]  # k prompts in one batch, then only the malformed
+    first = client.batches[0]
+    assert [r.seed for r in first] == [5, 5, 5] and {r.temperature for r in first} == {0.7}
+    assert all(r.prompt is not None and r.messages is None for r in first)  # raw prompt: the training format
+    assert [r.seed for r in client.batches[1]] == [1005, 1005]
+    assert [r.seed for r in client.batches[2]] == [2005]
+
+    assert [c.rank for c in candidates] == [1, 2, 3]
+    assert candidates[0].text.endswith("(rank 1)") and not candidates[0].fallback
+    assert candidates[1].text.endswith("(rank 2)") and candidates[1].attempts == 2
+    # rank 3: every attempt malformed -> the most complete attempt (it had a section) is kept as is
+    assert candidates[2].fallback and candidates[2].text == "Model architecture:\n- something"
+    nodes = {n.id: n for n in journal.nodes}
+    assert [n.stage for n in journal.nodes] == ["instruction"] * 6
+    assert nodes[candidates[2].node_id].status == "fallback"
+    rank3 = [n for n in journal.nodes if n.rank == 3]
+    assert [n.attempt for n in rank3] == [0, 1, 2]
+    assert rank3[1].parent == rank3[0].id and rank3[2].parent == rank3[1].id
+    assert [n.status for n in rank3] == ["fallback", "malformed", "malformed"]
+    assert rank3[0].meta["missing"] == ["preprocessing", "training"]
+    assert json.loads(json.dumps(journal.to_dict()))["summary"]["instruction"] == {
+        "ok": 2,
+        "malformed": 3,
+        "fallback": 1,
+    }
+
+
+def test_k_must_be_positive() -> None:
+    from src.errors import PipesynthError
+
+    with pytest.raises(PipesynthError, match="k=0"):
+        _generator(k=0)
