@@ -36,7 +36,7 @@ DEFAULT_TASKS = ["titanic", "house-prices-advanced-regression-techniques", "spoo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="dev task slugs")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (2+ only on an idle machine)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/generate.yaml")
     args = parser.parse_args()
 
