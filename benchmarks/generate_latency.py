@@ -2,7 +2,7 @@
 
     python benchmarks/generate_latency.py                                  # conf/generate.yaml defaults
     python benchmarks/generate_latency.py refine=none verify=never         # the paper's path: rank-1 -> code
-    python benchmarks/generate_latency.py --tasks titanic house-prices-advanced-regression-techniques k=1
+    python benchmarks/generate_latency.py --tasks titanic,house-prices-advanced-regression-techniques k=1
     python benchmarks/generate_latency.py llm.adapter=outputs/train/qlora_smollm2_cpu/<time>/adapter
 
 Arguments after the options are Hydra overrides of conf/generate.yaml. The model (newest qlora_smollm2_cpu
@@ -35,10 +35,13 @@ DEFAULT_TASKS = ["titanic", "house-prices-advanced-regression-techniques", "spoo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS, help="dev task slugs")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (2+ only on an idle machine)")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated dev task slugs")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (2+ only on an idle machine)"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/generate.yaml")
     args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
 
     import torch
 
@@ -48,7 +51,7 @@ def main() -> None:
         cfg = compose(
             "generate",
             overrides=[
-                f"task={args.tasks[0]}",
+                f"task={tasks[0]}",
                 f"paths.output_dir={out_root}",
                 "llm.cache.mode=off",
                 "llm.device=cpu",
@@ -56,8 +59,7 @@ def main() -> None:
             ],
         )
     publics = {
-        t: resolve_public_dir(t, cfg.paths.data_dir, cfg.paths.cache_dir, int(cfg.split_seed))
-        for t in args.tasks
+        t: resolve_public_dir(t, cfg.paths.data_dir, cfg.paths.cache_dir, int(cfg.split_seed)) for t in tasks
     }
 
     start = time.perf_counter()

@@ -147,10 +147,11 @@ def test_dev_suite_valid_with_smollm2_and_its_adapter(
         adapter = Path(train(cfg)["adapter_dir"])
     result = _evaluate_generate(tmp_path / "eval", f"solution.llm.adapter={adapter}")
     journals = _check_all_valid(result, "local:smollm2_135m+lora-")
+    scores = {r["task"]: r["score"] for r in result["records"]}
     print(
         "\n"
         + "\n".join(
-            f"{j.task}: rank {j.meta['rank']} validation {j.meta['validation_score']} "
+            f"{j.task}: test {scores[j.task]:.5g} validation {j.meta['validation_score']:.5g} rank {j.meta['rank']} "
             f"{j.summary()} {j.meta['timings']}"
             for j in journals
         )

@@ -16,7 +16,7 @@ from src.corpus.metric_categories import load_metric_categories
 from src.corpus.prompts import build_template
 from src.llm import ChatRequest, Completion
 from src.llm.scripted import ScriptedClient
-from src.pipeline.instruct import InstructionGenerator, task_prompt_fields
+from src.pipeline.instruct import InstructionGenerator, plain_description, task_prompt_fields
 from src.pipeline.journal import Journal
 from src.training.base_models import load_tokenizer
 
@@ -129,3 +129,21 @@ def test_k_must_be_positive() -> None:
 
     with pytest.raises(PipesynthError, match="k=0"):
         _generator(k=0)
+
+
+def test_resampling_stops_at_the_time_budget() -> None:
+    client = CountingClient(lambda request: "no sections at all")
+    journal = Journal("toy", "roc_auc", True)
+    candidates = _generator(k=2, max_resample=3, resample_budget_s=1e-9).generate(client, FACTS, "d", journal)
+    assert [len(b) for b in client.batches] == [2]  # the first round already used the budget
+    assert all(c.fallback for c in candidates) and "not resampled" in journal.meta["resample_skipped"]
+
+
+def test_descriptions_become_plain_text_like_the_corpus() -> None:
+    markdown = (
+        "## Description\n👋🛳️ Ahoy, **welcome**!\n\n![ship](https://x/y.png)\n"
+        "Join our [Discord](https://discord.gg/kaggle) and read `train.csv`.\n"
+    )
+    assert plain_description(markdown) == "Description Ahoy, welcome! Join our Discord and read train.csv."
+    prompt = _generator(k=1).prompts(FACTS, markdown)[0]
+    assert "Problem: Description Ahoy, welcome! Join our Discord and read train.csv. [/INST]" in prompt

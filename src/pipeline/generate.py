@@ -193,7 +193,8 @@ class Pipeline:
     @classmethod
     def from_config(cls, cfg: DictConfig, client: Any = None) -> Pipeline:
         """Build from a config holding llm, refine, coder, sandbox, prompt, metric_categories and the settings
-        k, temperature, max_tokens, max_resample, max_prompt_tokens, repair_rounds, verify, run_timeout_s."""
+        k, temperature, max_tokens, max_resample, resample_budget_s, max_prompt_tokens, repair_rounds, verify,
+        run_timeout_s."""
         for key in ("llm", "refine", "coder", "sandbox", "prompt"):
             if cfg.get(key) is None:
                 raise PipesynthError(
@@ -210,6 +211,7 @@ class Pipeline:
             temperature=float(cfg.get("temperature", 0.7)),
             max_tokens=cfg.get("max_tokens"),
             max_resample=int(cfg.get("max_resample", 2)),
+            resample_budget_s=cfg.get("resample_budget_s"),
             max_prompt_tokens=cfg.get("max_prompt_tokens"),
             max_description_chars=cfg.get("max_description_chars", 4000),
             seed=int(cfg.get("seed", 0)),

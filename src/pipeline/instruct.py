@@ -5,17 +5,22 @@ For ranks 1..k the prompt is rendered by the SAME template object that rendered 
 spelling (`to_corpus_data_type`) and its metric as the corpus category (`conf/metric_categories/`). All k
 prompts go to the model in one batched call (temperature 0.7 from config). Each answer is parsed into sections;
 an answer that lacks a core section (preprocessing, architecture, training) is resampled with a new seed, all
-malformed ranks again in one batch, at most `max_resample` times. Every attempt is a journal node. When every
+malformed ranks again in one batch, at most `max_resample` times and not after `resample_budget_s` seconds (a
+slow CPU model would double its latency for each round). Every attempt is a journal node. When every
 attempt of a rank fails, the most complete attempt is kept and marked `fallback` — the coders cope with
 garbage (the compiler falls back to the data type's default plan).
 
-The description is the only part of the prompt that may be shortened, as in training: to `max_prompt_tokens`
+Descriptions are turned into plain text (`plain_description`: no markdown, no emoji), like the corpus's. The
+description is the only part of the prompt that may be shortened, as in training: to `max_prompt_tokens`
 with the model's tokenizer when the client has one (local models), else to `max_description_chars`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +93,27 @@ def cut_words(text: str, max_chars: int) -> str:
     return cut[:space] if space > max_chars // 2 else cut
 
 
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*", re.MULTILINE)
+_MARKUP = re.compile(r"\*\*|__|`+|<[^>]{1,40}>")
+_JOINERS = {"\u200d", "\ufe0f", "\ufe0e"}
+
+
+def plain_description(text: str) -> str:
+    """A Kaggle description.md as the plain one-paragraph text the corpus descriptions are: markdown images,
+    link targets, heading marks and emphasis dropped, emoji and other pictographs removed, whitespace collapsed.
+    """
+    text = _IMAGE.sub(" ", text)
+    text = _LINK.sub(r"\1", text)
+    text = _HEADING.sub("", text)
+    text = _MARKUP.sub("", text)
+    text = "".join(
+        ch for ch in text if ch not in _JOINERS and unicodedata.category(ch) not in ("So", "Cs", "Co", "Cn")
+    )
+    return " ".join(text.split())
+
+
 def task_prompt_fields(facts: dict[str, Any], categories: MetricCategories) -> tuple[str, str]:
     """(data type in corpus spelling, metric category) of a task, as the training prompts wrote them."""
     data_type = to_corpus_data_type(str(facts["data_type"]))
@@ -117,6 +143,7 @@ class InstructionGenerator:
         temperature: float = 0.7,
         max_tokens: int | None = None,
         max_resample: int = 2,
+        resample_budget_s: float | None = None,
         max_prompt_tokens: int | None = None,
         max_description_chars: int | None = 4000,
         min_chars: int = 40,
@@ -134,6 +161,7 @@ class InstructionGenerator:
         self.temperature = float(temperature)
         self.max_tokens = max_tokens
         self.max_resample = max(0, int(max_resample))
+        self.resample_budget_s = float(resample_budget_s) if resample_budget_s else None
         self.max_prompt_tokens = max_prompt_tokens
         self.max_description_chars = max_description_chars
         self.min_chars = int(min_chars)
@@ -142,7 +170,7 @@ class InstructionGenerator:
     def prompts(self, facts: dict[str, Any], description: str, tokenizer: Any = None) -> list[str]:
         """The k prompts (rank 1..k), the description fitted to the budget."""
         data_type, category = task_prompt_fields(facts, self.categories)
-        description = " ".join(description.split())  # one paragraph, as the corpus descriptions are
+        description = plain_description(description)
         prompts = []
         for rank in range(1, self.k + 1):
             desc = description
@@ -179,6 +207,7 @@ class InstructionGenerator:
         journal.meta["instruction_prompts"] = prompts  # exactly what the model saw (ranks 1..k)
         tried: dict[int, list[tuple[Node, Instruction]]] = {r: [] for r in range(1, self.k + 1)}
         pending = list(range(1, self.k + 1))
+        started = time.perf_counter()
         for attempt in range(self.max_resample + 1):
             requests = [self._request(prompts[r - 1], r, attempt, seed) for r in pending]
             completions: list[Completion] = client.complete(requests)
@@ -207,10 +236,18 @@ class InstructionGenerator:
                 if not ok:
                     still.append(rank)
             pending = still
-            if not pending:
+            if not pending or attempt == self.max_resample:
                 break
-            if attempt < self.max_resample:
-                log.info("%s: resampling malformed rank(s) %s", facts.get("slug"), pending)
+            elapsed = time.perf_counter() - started
+            if self.resample_budget_s is not None and elapsed >= self.resample_budget_s:
+                # a slow model (CPU): another round would cost as much again; the coders cope with fallbacks
+                journal.meta["resample_skipped"] = (
+                    f"{elapsed:.1f}s spent on instructions >= resample_budget_s={self.resample_budget_s:g}: "
+                    f"rank(s) {pending} not resampled"
+                )
+                log.info("%s: %s", facts.get("slug"), journal.meta["resample_skipped"])
+                break
+            log.info("%s: resampling malformed rank(s) %s", facts.get("slug"), pending)
         return [self._pick(rank, tried[rank], facts) for rank in range(1, self.k + 1)]
 
     def _pick(self, rank: int, tried: list[tuple[Node, Instruction]], facts: dict[str, Any]) -> Candidate:

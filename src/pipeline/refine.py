@@ -27,7 +27,7 @@ from src.corpus.instruction import parse_instruction
 from src.errors import PipesynthError
 from src.llm import ChatRequest
 from src.pipeline.coder_base import Coder, CodeResult
-from src.pipeline.instruct import Candidate, sections_of, well_formed
+from src.pipeline.instruct import Candidate, cut_words, sections_of, well_formed
 from src.pipeline.journal import Journal, llm_usage
 from src.pipeline.repair import Attempted, RunCache, ValidationRunner, run_with_repair
 from src.pipeline.validation import build_validation_split
@@ -132,8 +132,6 @@ class MultiRoleRefine:
 
     def messages(self, ctx: RefineContext) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The researcher's conversation and the values the prompts were filled with."""
-        from src.pipeline.instruct import cut_words
-
         facts = ctx.facts
         options = "\n\n".join(
             _fill(self.prompts["option"], {"number": i, "text": c.text.strip()}, "option")
