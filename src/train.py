@@ -29,7 +29,7 @@ from datasets import DatasetDict
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import user_errors_exit
+from src.config import resolve_threads, user_errors_exit
 from src.errors import PipesynthError
 
 log = logging.getLogger(__name__)
@@ -62,22 +62,6 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
             "start without ckpt_path (a checkpoint is written every 500 steps and at the end), or pass a file",
         )
     return str(siblings[-1])
-
-
-def resolve_threads(value: Any) -> int | None:
-    """`threads`: an int, null (torch's default) or `auto`: the cores not already busy (1-minute load average).
-
-    On a shared 2-core machine a second torch thread that has to wait for a busy core slows every op down
-    (measured here: 35 tokens/s with 2 threads against 85 with 1 under a load of 3), so `auto` counts only idle
-    cores, at least 1.
-    """
-    if value is None:
-        return None
-    if str(value) == "auto":
-        cores = os.cpu_count() or 1
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        return max(1, min(cores, int(cores - busy + 0.5)))
-    return int(value)
 
 
 def check_config(cfg: DictConfig) -> str | None:

@@ -44,7 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
-        pytest.fail(f"shared data not found at {SHARED_DIR}; clone the repo with shared/ beside it or set PIPESYNTH_SHARED")
+        pytest.fail(
+            f"shared data not found at {SHARED_DIR}; clone the repo with shared/ beside it or set PIPESYNTH_SHARED"
+        )
     return SHARED_DIR
 
 
@@ -56,3 +58,31 @@ def kaggle_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def corpus_csv(shared_dir: Path) -> Path:
     return shared_dir / "data" / "linguacodus" / "result_prompts_new.csv"
+
+
+@pytest.fixture(scope="session")
+def smollm2_few_steps(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A few real QLoRA steps of `qlora_smollm2_cpu` (SmolLM2-135M, NF4 + LoRA), trained once per session.
+
+    The training test checks its summary; the generation test uses its adapter when no real run exists, so CI
+    pays for SmolLM2 training once.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from src.train import train
+
+    out = tmp_path_factory.mktemp("train") / "qlora_smollm2_cpu"
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={out}",
+                "+experiment=qlora_smollm2_cpu",
+                "logger=none",
+                "data.limit.train=12",
+                "data.limit.validation=4",
+                "trainer.max_steps=3",
+                "trainer.max_epochs=-1",
+            ],
+        )
+    return train(cfg)

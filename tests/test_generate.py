@@ -126,25 +126,11 @@ def test_dev_suite_valid_with_the_tiny_adapter(
 
 
 @pytest.mark.slow
-def test_dev_suite_valid_with_smollm2_and_its_adapter(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    try:  # the newest adapter of a real run; else a few steps of the same experiment here
+def test_dev_suite_valid_with_smollm2_and_its_adapter(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    try:  # the newest adapter of a real run; else the few steps trained once for the slow tests
         adapter = resolve_adapter("latest:qlora_smollm2_cpu", REPO_ROOT / "outputs" / "train")
     except PipesynthError:
-        out = tmp_path_factory.mktemp("train") / "qlora_smollm2_cpu"
-        cfg = _compose(
-            "train",
-            f"paths.output_dir={out}",
-            "+experiment=qlora_smollm2_cpu",
-            "logger=none",
-            "data.limit.train=20",
-            "data.limit.validation=4",
-            "trainer.max_steps=5",
-            "trainer.max_epochs=-1",
-            "validate_before=false",
-        )
-        adapter = Path(train(cfg)["adapter_dir"])
+        adapter = Path(request.getfixturevalue("smollm2_few_steps")["adapter_dir"])
     result = _evaluate_generate(tmp_path / "eval", f"solution.llm.adapter={adapter}")
     journals = _check_all_valid(result, "local:smollm2_135m+lora-")
     scores = {r["task"]: r["score"] for r in result["records"]}

@@ -218,21 +218,8 @@ def test_cli_bad_config_key_is_hydras_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_smollm2_few_steps(tmp_path: Path) -> None:
-    with initialize_config_dir(str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'run'}",
-                "+experiment=qlora_smollm2_cpu",
-                "logger=none",
-                "data.limit.train=8",
-                "data.limit.validation=4",
-                "trainer.max_steps=3",
-                "trainer.max_epochs=-1",
-            ],
-        )
-    summary = train(cfg)
+def test_real_smollm2_few_steps(smollm2_few_steps: dict) -> None:
+    summary = smollm2_few_steps
     assert summary["steps"] == 3 and summary["model"] == "smollm2_135m"
     # SmolLM2 already speaks English: its loss on instructions is far below a random model's ~10.8
     assert 0.5 < summary["val_loss_before"] < 4.0 and 0.5 < summary["val_loss_after"] < 4.0

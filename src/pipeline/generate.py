@@ -33,6 +33,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from src.config import resolve_threads
 from src.corpus.metric_categories import load_metric_categories
 from src.corpus.prompts import build_template
 from src.errors import PipesynthError
@@ -194,12 +195,18 @@ class Pipeline:
     def from_config(cls, cfg: DictConfig, client: Any = None) -> Pipeline:
         """Build from a config holding llm, refine, coder, sandbox, prompt, metric_categories and the settings
         k, temperature, max_tokens, max_resample, resample_budget_s, max_prompt_tokens, repair_rounds, verify,
-        run_timeout_s."""
+        run_timeout_s, threads (torch CPU threads for a local model: an int, `auto` or null for torch's default)."""
         for key in ("llm", "refine", "coder", "sandbox", "prompt"):
             if cfg.get(key) is None:
                 raise PipesynthError(
                     f"the generation config has no `{key}`", f"add `- {key}: ...` to its defaults"
                 )
+        threads = resolve_threads(cfg.get("threads"))
+        if threads:
+            import torch
+
+            # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
+            torch.set_num_threads(threads)
         client = SerialClient(client if client is not None else build_client(cfg.llm))
         template = build_template(cfg.prompt)
         if template.requires_tokenizer:
