@@ -209,3 +209,36 @@ def test_cli_unknown_task_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("pipesynth: error: task folder") and "Traceback" not in proc.stderr
     assert "titanic" in proc.stderr  # the tasks that do exist are listed
+
+
+def test_instructions_use_the_adapters_training_prompt(
+    tiny_adapter: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from src.pipeline.generate import Pipeline
+
+    adapter = tmp_path / "run" / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    saved = OmegaConf.load(adapter / "pipesynth_config.yaml")
+    assert saved.prompt.name == "figure4"  # the training run saved the template it rendered pairs with
+    saved.prompt.name = "ablated"
+    saved.prompt.prompt = "TASK {description} | {data_type} | {metric} | RANK {rank} =>"
+    OmegaConf.save(saved, adapter / "pipesynth_config.yaml")
+    base = ("task=titanic", "paths.output_dir=/tmp/unused", f"llm.adapter={adapter}", "llm.device=cpu")
+
+    with caplog.at_level("WARNING"):
+        pipeline = Pipeline.from_config(_compose("generate", *base))
+    assert pipeline.config["prompt"] == "ablated"
+    assert "trained with prompt 'ablated', the config names 'figure4'" in caplog.text
+    facts = {"slug": "t", "data_type": "tabular", "metric": "accuracy", "task_type": "classification"}
+    rendered = pipeline.instructor.prompts(facts, "Predict survival.")
+    assert rendered[1].startswith("TASK Predict survival") and rendered[1].endswith("RANK 2 =>")
+
+    kept = Pipeline.from_config(_compose("generate", *base, "prompt_from_adapter=false"))
+    assert kept.config["prompt"] == "figure4"
+    assert kept.instructor.prompts(facts, "Predict survival.")[0].startswith(
+        "[INST] Get the main information"
+    )

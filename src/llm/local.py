@@ -5,7 +5,8 @@
   adapter always meets the weights it was trained on.
 - `adapter`: a folder in peft `save_pretrained` format, `latest:<experiment>` (the newest
   `<train_outputs_dir>/<experiment>/*/adapter`), or null for the base model. For sampling the adapter is
-  merged into the full-precision weights (fastest on CPU); with `quant` set it stays unmerged.
+  merged into the full-precision weights (fastest on CPU); with `quant` set it stays unmerged. The run's
+  prompt template is kept as `train_prompt_cfg` (the pipeline renders instructions with it).
 - Generation is batched with left padding. Sampling is done by a logits processor with one seeded
   `torch.Generator` per output row (seeded from the request's seed, its text and the choice index), so a
   request's text depends on the request only — not on which other requests share its batch — and the same
@@ -89,17 +90,22 @@ def adapter_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def run_model_config(adapter: Path) -> DictConfig | None:
-    """The `model` config saved with the training run that produced `adapter`, if the run kept one."""
+def run_config_node(adapter: Path, key: str) -> DictConfig | None:
+    """The `key` node (e.g. `model`, `prompt`) of the saved config of the training run behind `adapter`."""
     run = adapter.parent
     # the trainer's AdapterExport writes the resolved config beside the adapter; Hydra keeps one in .hydra/
     for candidate in (adapter / "pipesynth_config.yaml", run / ".hydra" / "config.yaml", run / "config.yaml"):
         if candidate.is_file():
             cfg = OmegaConf.load(candidate)
-            if isinstance(cfg, DictConfig) and cfg.get("model") is not None:
+            if isinstance(cfg, DictConfig) and cfg.get(key) is not None:
                 # resolve against the run's whole config (model files may interpolate ${model.path})
-                return OmegaConf.create(OmegaConf.to_container(cfg.model, resolve=True))
+                return OmegaConf.create(OmegaConf.to_container(cfg[key], resolve=True))
     return None
+
+
+def run_model_config(adapter: Path) -> DictConfig | None:
+    """The `model` config saved with the training run that produced `adapter`, if the run kept one."""
+    return run_config_node(adapter, "model")
 
 
 def row_seed(seed: int, text: str, choice: int) -> int:
@@ -169,6 +175,8 @@ class LocalClient:
     ) -> None:
         self.adapter_path = resolve_adapter(adapter, train_outputs_dir, required=adapter_required)
         run_cfg = run_model_config(self.adapter_path) if self.adapter_path else None
+        # the prompt template the adapter was trained with: the instruction stage must render the same one
+        self.train_prompt_cfg = run_config_node(self.adapter_path, "prompt") if self.adapter_path else None
         if run_cfg is not None:
             if model is not None and run_cfg.get("name") != model.get("name"):
                 log.info("the adapter was trained on %s: loading that base model", run_cfg.get("name"))

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import resolve_threads
 from src.corpus.metric_categories import load_metric_categories
@@ -39,7 +39,7 @@ from src.corpus.prompts import build_template
 from src.errors import PipesynthError
 from src.llm import build_client
 from src.pipeline.coder_base import Coder, CodeResult
-from src.pipeline.instruct import InstructionGenerator, tokenizer_of
+from src.pipeline.instruct import InstructionGenerator, inner_client, tokenizer_of
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
 from src.pipeline.repair import Attempted, PublicRunner, record_code, run_with_repair
@@ -155,6 +155,24 @@ def coder_facts(facts: dict[str, Any], public_dir: Path) -> dict[str, Any]:
     return {**facts, "files": files}
 
 
+def instruction_prompt(cfg: DictConfig, client: Any) -> DictConfig:
+    """The prompt template for the instruction stage: the one the adapter was trained with, when its training
+    run saved one (unless `prompt_from_adapter: false`), else `cfg.prompt`. An adapter sampled through
+    another template than its training one writes off-format text, so a mismatch is resolved and logged."""
+    trained = getattr(inner_client(client), "train_prompt_cfg", None)
+    if trained is None or not cfg.get("prompt_from_adapter", True):
+        return cfg.prompt
+    configured = OmegaConf.to_container(cfg.prompt, resolve=True)
+    if OmegaConf.to_container(trained, resolve=True) != configured:
+        log.warning(
+            "the adapter was trained with prompt %r, the config names %r: rendering instructions with the "
+            "adapter's (prompt_from_adapter=false keeps the config's)",
+            trained.get("name"),
+            cfg.prompt.get("name"),
+        )
+    return trained
+
+
 def _with_client(node: DictConfig, main_client: Any) -> Any:
     """Instantiate a coder/refiner config; its `client` key (if any) gets the pipeline's LLM unless it names one."""
     if "client" not in node:
@@ -208,9 +226,10 @@ class Pipeline:
             # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
             torch.set_num_threads(threads)
         client = SerialClient(client if client is not None else build_client(cfg.llm))
-        template = build_template(cfg.prompt)
+        prompt_cfg = instruction_prompt(cfg, client)
+        template = build_template(prompt_cfg)
         if template.requires_tokenizer:
-            template = build_template(cfg.prompt, tokenizer=tokenizer_of(client))
+            template = build_template(prompt_cfg, tokenizer=tokenizer_of(client))
         instructor = InstructionGenerator(
             template=template,
             categories=load_metric_categories(cfg.get("metric_categories")),
