@@ -41,17 +41,20 @@ def user_errors_exit(fn: F) -> F:
 
 
 def resolve_threads(value: Any) -> int | None:
-    """`threads`: an int, null (torch's default) or `auto`: the cores not already busy (1-minute load average).
+    """`threads`: an int, null (torch's default) or `auto`: the cores not busy right now (CPU use over 0.5 s).
 
     On a shared 2-core machine a second torch thread that has to wait for a busy core slows every op down
     (measured here: 35 tokens/s with 2 threads against 85 with 1 under a load of 3), so `auto` counts only idle
-    cores, at least 1.
+    cores, at least 1. It samples current use, not the 1-minute load average, which still counts a job that
+    ended a minute ago (seen here: 1 thread chosen on an idle machine right after a test run).
     """
     if value is None:
         return None
     if str(value) == "auto":
+        import psutil
+
         cores = os.cpu_count() or 1
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        busy = psutil.cpu_percent(interval=0.5) / 100 * cores
         return max(1, min(cores, int(cores - busy + 0.5)))
     return int(value)
 

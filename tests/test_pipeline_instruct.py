@@ -4,6 +4,7 @@ resampled (only those, with new seeds, bounded) and a rank whose every attempt f
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,25 @@ def test_resampling_stops_at_the_time_budget() -> None:
     candidates = _generator(k=2, max_resample=3, resample_budget_s=1e-9).generate(client, FACTS, "d", journal)
     assert [len(b) for b in client.batches] == [2]  # the first round already used the budget
     assert all(c.fallback for c in candidates) and "not resampled" in journal.meta["resample_skipped"]
+
+
+def test_a_round_that_would_overrun_the_budget_is_not_started() -> None:
+    class SlowClient(CountingClient):
+        def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+            time.sleep(0.2)  # every round takes 0.2 s
+            return super().complete(requests)
+
+    # 0.2 s spent + 0.2 s for another round > 0.3 s: no resample, though the budget is not yet spent
+    client = SlowClient(lambda request: "no sections at all")
+    journal = Journal("toy", "roc_auc", True)
+    _generator(k=2, max_resample=3, resample_budget_s=0.3).generate(client, FACTS, "d", journal)
+    assert len(client.batches) == 1 and "+ 0.2" in journal.meta["resample_skipped"]
+    # a budget that fits the rounds: all of them run
+    client = SlowClient(lambda request: "no sections at all")
+    _generator(k=2, max_resample=2, resample_budget_s=30).generate(
+        client, FACTS, "d", Journal("t", "auc", True)
+    )
+    assert len(client.batches) == 3
 
 
 def test_descriptions_become_plain_text_like_the_corpus() -> None:

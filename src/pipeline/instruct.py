@@ -5,8 +5,9 @@ For ranks 1..k the prompt is rendered by the SAME template object that rendered 
 spelling (`to_corpus_data_type`) and its metric as the corpus category (`conf/metric_categories/`). All k
 prompts go to the model in one batched call (temperature 0.7 from config). Each answer is parsed into sections;
 an answer that lacks a core section (preprocessing, architecture, training) is resampled with a new seed, all
-malformed ranks again in one batch, at most `max_resample` times and not after `resample_budget_s` seconds (a
-slow CPU model would double its latency for each round). Every attempt is a journal node. When every
+malformed ranks again in one batch, at most `max_resample` times, and only while another round (estimated to
+take as long as the last one) would end within `resample_budget_s` seconds (a slow CPU model would double its
+latency for each round). Every attempt is a journal node. When every
 attempt of a rank fails, the most complete attempt is kept and marked `fallback` — the coders cope with
 garbage (the compiler falls back to the data type's default plan).
 
@@ -210,7 +211,9 @@ class InstructionGenerator:
         started = time.perf_counter()
         for attempt in range(self.max_resample + 1):
             requests = [self._request(prompts[r - 1], r, attempt, seed) for r in pending]
+            round_started = time.perf_counter()
             completions: list[Completion] = client.complete(requests)
+            round_s = time.perf_counter() - round_started
             still = []
             for rank, request, completion in zip(pending, requests, completions, strict=True):
                 text = completion.text.strip()
@@ -239,11 +242,12 @@ class InstructionGenerator:
             if not pending or attempt == self.max_resample:
                 break
             elapsed = time.perf_counter() - started
-            if self.resample_budget_s is not None and elapsed >= self.resample_budget_s:
-                # a slow model (CPU): another round would cost as much again; the coders cope with fallbacks
+            # a round costs about what the last one did (one batch, as long as its longest answer): on a slow
+            # model (CPU) a round that would end past the budget is skipped; the coders cope with fallbacks
+            if self.resample_budget_s is not None and elapsed + round_s > self.resample_budget_s:
                 journal.meta["resample_skipped"] = (
-                    f"{elapsed:.1f}s spent on instructions >= resample_budget_s={self.resample_budget_s:g}: "
-                    f"rank(s) {pending} not resampled"
+                    f"{elapsed:.1f}s spent on instructions + {round_s:.1f}s for another round > "
+                    f"resample_budget_s={self.resample_budget_s:g}: rank(s) {pending} not resampled"
                 )
                 log.info("%s: %s", facts.get("slug"), journal.meta["resample_skipped"])
                 break
