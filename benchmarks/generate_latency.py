@@ -32,6 +32,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
     print(f"adapter={getattr(model, 'adapter_path', None) or 'none (base model)'}")
     print(
         f"refine={pipeline.config['refine']} coder={pipeline.config['coder']} k={pipeline.config['k']} "
-        f"verify={pipeline.config['verify']} threads={cfg.threads}"
+        f"verify={pipeline.config['verify']} threads={torch.get_num_threads()} ({cfg.threads})"
     )
     print(f"model_load_s={load_s:.2f}")
 
