@@ -131,7 +131,10 @@ def test_dev_suite_valid_with_smollm2_and_its_adapter(tmp_path: Path, request: p
         adapter = resolve_adapter("latest:qlora_smollm2_cpu", REPO_ROOT / "outputs" / "train")
     except PipesynthError:
         adapter = Path(request.getfixturevalue("smollm2_few_steps")["adapter_dir"])
-    result = _evaluate_generate(tmp_path / "eval", f"solution.llm.adapter={adapter}")
+    # the default k=3, at half the tokens: the LLM is ~90 % of this test's time (9 tasks x 3 x 384 tokens: 6 min)
+    result = _evaluate_generate(
+        tmp_path / "eval", f"solution.llm.adapter={adapter}", "solution.max_tokens=192"
+    )
     journals = _check_all_valid(result, "local:smollm2_135m+lora-")
     scores = {r["task"]: r["score"] for r in result["records"]}
     print(
