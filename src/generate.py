@@ -72,12 +72,34 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         f"\n=== chosen instruction ({result.task}, rank {result.rank}, {pipeline.config.get('refine')}) ==="
     )
     print(result.instruction.strip())
+    notes = provenance_notes(result)
+    if notes:
+        print("\n--- notes ---")
+        print("\n".join(f"- {note}" for note in notes))
     score = "n/a" if result.validation_score is None else f"{result.validation_score:.6g}"
     print(
         f"\nstatus={result.status} validation_{result.journal.metric}={score} "
         f"seconds={result.timings.get('total_s')} solution={result.solution_path}"
     )
     return summary
+
+
+def provenance_notes(result: Any) -> list[str]:
+    """What the user should know about the chosen solution: the notes of the chosen script and of its parent
+    instruction (a malformed fallback, a default plan, substitutions of unavailable models), once each."""
+    journal = result.journal
+    chosen = journal[journal.chosen] if journal.chosen else None
+    notes: list[str] = []
+    node = chosen
+    while node is not None:
+        notes.extend(f"{node.stage} {node.id}: {note}" for note in node.notes)
+        notes.extend(
+            f"{node.stage} {node.id}: {sub.get('requested')} -> {sub.get('replacement')} ({sub.get('reason')})"
+            for sub in node.substitutions
+        )
+        node = journal[node.parent] if node.parent else None
+    notes.extend(result.notes)
+    return list(dict.fromkeys(notes))
 
 
 def _rewrite_task_path(argv: list[str]) -> list[str]:

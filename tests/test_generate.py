@@ -207,6 +207,28 @@ def test_cli_writes_journal_instruction_and_solution(tmp_path: Path) -> None:
     assert journal[journal.chosen].plan["models"][0]["family"] == "random_forest"
 
 
+def garbage_reply(request: Any) -> str:
+    """The scripted LLM of a model that has not learned the format: no sections, asks for BERT."""
+    return "We fine-tune BERT and hope for the best."
+
+
+def test_cli_says_when_the_instruction_fell_back_and_what_was_substituted(tmp_path: Path) -> None:
+    proc = _cli(
+        tmp_path,
+        "task=titanic",
+        "llm=scripted",
+        "llm.reply_fn=tests.test_generate.garbage_reply",
+        "k=1",
+        "max_resample=0",
+        "refine=none",
+        "verify=never",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = proc.stdout.split("--- notes ---", 1)[1]
+    assert "instruction 0-instruction: all 1 attempt(s) lacked core sections" in notes
+    assert "code 1-code: BERT-family transformer ('bert') -> lightgbm (needs pretrained weights" in notes
+
+
 def test_cli_unknown_task_is_one_clear_line(tmp_path: Path) -> None:
     proc = _cli(tmp_path, "task=no-such-competition", "llm=scripted")
     assert proc.returncode == 2
