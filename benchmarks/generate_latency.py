@@ -114,7 +114,6 @@ def instruct_tokens_per_s(result: GenerationResult) -> float:
 
 def unbatched_peft_tokens_per_s(client: LocalClient, result: GenerationResult, cfg: DictConfig) -> float:
     """The baseline: the same prompts through the unmerged peft model, one `generate` call each."""
-    import torch
     from peft import PeftModel
 
     from src.training.base_models import load_base_model

@@ -59,4 +59,14 @@ def resolve_threads(value: Any) -> int | None:
     return int(value)
 
 
+def set_torch_threads(value: Any) -> int | None:
+    """Resolve `threads` (see `resolve_threads`) and apply it to torch; returns the count, None if untouched."""
+    threads = resolve_threads(value)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
+
+
 register_resolvers()

@@ -88,9 +88,8 @@ def provenance_notes(result: Any) -> list[str]:
     """What the user should know about the chosen solution: the notes of the chosen script and of its parent
     instruction (a malformed fallback, a default plan, substitutions of unavailable models), once each."""
     journal = result.journal
-    chosen = journal[journal.chosen] if journal.chosen else None
     notes: list[str] = []
-    node = chosen
+    node = journal[journal.chosen] if journal.chosen else None
     while node is not None:
         notes.extend(f"{node.stage} {node.id}: {note}" for note in node.notes)
         notes.extend(

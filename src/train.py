@@ -29,7 +29,7 @@ from datasets import DatasetDict
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import resolve_threads, user_errors_exit
+from src.config import set_torch_threads, user_errors_exit
 from src.errors import PipesynthError
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,8 @@ def train(cfg: DictConfig, datasets: DatasetDict | None = None) -> dict[str, Any
     from src.training.module import CausalLMFineTune
 
     started = time.perf_counter()
-    threads = resolve_threads(cfg.threads)
+    threads = set_torch_threads(cfg.threads)
     if threads:
-        torch.set_num_threads(threads)
         log.info("torch threads: %d", threads)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)

@@ -103,11 +103,6 @@ def run_config_node(adapter: Path, key: str) -> DictConfig | None:
     return None
 
 
-def run_model_config(adapter: Path) -> DictConfig | None:
-    """The `model` config saved with the training run that produced `adapter`, if the run kept one."""
-    return run_config_node(adapter, "model")
-
-
 def row_seed(seed: int, text: str, choice: int) -> int:
     """A 63-bit seed for output row `choice` of a request with `seed` and input `text`.
 
@@ -174,7 +169,7 @@ class LocalClient:
         stop: Sequence[str] | None = None,
     ) -> None:
         self.adapter_path = resolve_adapter(adapter, train_outputs_dir, required=adapter_required)
-        run_cfg = run_model_config(self.adapter_path) if self.adapter_path else None
+        run_cfg = run_config_node(self.adapter_path, "model") if self.adapter_path else None
         # the prompt template the adapter was trained with: the instruction stage must render the same one
         self.train_prompt_cfg = run_config_node(self.adapter_path, "prompt") if self.adapter_path else None
         if run_cfg is not None:

@@ -33,7 +33,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import resolve_threads
+from src.config import set_torch_threads
 from src.corpus.metric_categories import load_metric_categories
 from src.corpus.prompts import build_template
 from src.errors import PipesynthError
@@ -219,12 +219,8 @@ class Pipeline:
                 raise PipesynthError(
                     f"the generation config has no `{key}`", f"add `- {key}: ...` to its defaults"
                 )
-        threads = resolve_threads(cfg.get("threads"))
-        if threads:
-            import torch
-
-            # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
-            torch.set_num_threads(threads)
+        # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
+        set_torch_threads(cfg.get("threads"))
         client = SerialClient(client if client is not None else build_client(cfg.llm))
         prompt_cfg = instruction_prompt(cfg, client)
         template = build_template(prompt_cfg)
