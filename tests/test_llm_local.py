@@ -171,6 +171,13 @@ def test_chat_messages_use_the_chat_template_and_prompts_pass_as_is(tmp_path: Pa
         "assistant\n"
     )
     assert client.render(ChatRequest(prompt="[INST] raw [/INST]")) == "[INST] raw [/INST]"
+    # an answer prefix follows the rendered prompt; the completion holds only the continuation
+    assert client.render(ChatRequest(messages=msgs, prefix="Data preprocessing:")) == (
+        rendered + "Data preprocessing:"
+    )
+    [c] = client.complete([ChatRequest(messages=msgs, prefix="Data preprocessing:", max_tokens=5)])
+    full = client.tokenizer(rendered + "Data preprocessing:", add_special_tokens=False)["input_ids"]
+    assert c.prompt_tokens == len(full) and not c.text.startswith("Data preprocessing:")
 
 
 def test_latest_adapter_resolution(tmp_path: Path, adapter_dir: Path) -> None:

@@ -238,8 +238,9 @@ def test_cache_keys_differ_by_model_params_and_prompt() -> None:
         request_key("m1", ChatRequest(messages=user("hello"), stop=["x"]).resolved(SamplingParams())),
         request_key("m1", ChatRequest(messages=user("hello!")).resolved(SamplingParams())),
         request_key("m1", ChatRequest(prompt="hello").resolved(SamplingParams())),
+        request_key("m1", ChatRequest(messages=user("hello"), prefix="A:").resolved(SamplingParams())),
     }
-    assert len(keys) == 10
+    assert len(keys) == 11
     # the stage tag is not part of the key; an explicit default equals an unset one
     same = ChatRequest(messages=user("hello"), tag="other", temperature=0.7).resolved(SamplingParams())
     assert request_key("m1", same) == request_key("m1", base)
@@ -299,3 +300,22 @@ def test_missing_key_for_the_openai_api_is_a_clear_error(monkeypatch: pytest.Mon
         OpenAIClient(model="gpt-4o", base_url="https://api.openai.com/v1")
     # a local server needs no key
     assert OpenAIClient(model="m", base_url="http://127.0.0.1:1/v1").base_url == "http://127.0.0.1:1/v1"
+
+
+def test_answer_prefix_continues_a_final_assistant_message(tmp_path: Path) -> None:
+    with FakeOpenAIServer(reply=lambda body: " scale the numeric columns") as server:
+        llm = _client(server.url, tmp_path)
+        [chat] = llm.complete([ChatRequest(messages=user("Plan it"), prefix="Data preprocessing:")])
+        [raw] = llm.complete([ChatRequest(prompt="[INST] plan [/INST]", prefix="Data preprocessing:")])
+    chat_body, raw_body = (r["body"] for r in server.requests)
+    assert chat_body["messages"][-1] == {"role": "assistant", "content": "Data preprocessing:"}
+    assert chat_body["continue_final_message"] is True and chat_body["add_generation_prompt"] is False
+    assert raw_body["prompt"] == "[INST] plan [/INST]Data preprocessing:"
+    assert chat.text == raw.text == " scale the numeric columns"  # the continuation only
+
+
+def test_answer_prefix_on_the_openai_api_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = OpenAIClient(model="gpt-4o-mini", base_url="https://api.openai.com/v1")
+    with pytest.raises(PipesynthError, match="cannot continue an answer prefix"):
+        client.complete([ChatRequest(messages=user("Plan it"), prefix="Data preprocessing:")])

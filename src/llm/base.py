@@ -56,6 +56,10 @@ class ChatRequest:
     Sampling fields left as None take the client's defaults. `tag` names the pipeline stage that asked
     (logged; not part of the cache key). For several different samples of the same prompt use `n`, or vary
     `seed`: with a fixed seed an identical request is answered from the cache.
+
+    `prefix` is text the assistant's answer starts with: the client renders the prompt (a raw prompt as is,
+    chat messages through the chat template with the generation prompt), appends `prefix`, and returns only
+    the continuation. It is part of the cache key. A client that cannot honour it raises PipesynthError.
     """
 
     messages: tuple[Message, ...] | None = None
@@ -66,6 +70,7 @@ class ChatRequest:
     n: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] | None = None
+    prefix: str | None = None
     tag: str = ""
 
     def __post_init__(self) -> None:
@@ -80,6 +85,8 @@ class ChatRequest:
                         f"every message is {{'role': one of {ROLES}, 'content': <str>}}",
                     )
             object.__setattr__(self, "messages", msgs)
+        if self.prefix is not None and not isinstance(self.prefix, str):
+            raise PipesynthError(f"ChatRequest.prefix must be a string, got {type(self.prefix).__name__}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         elif self.stop is not None:

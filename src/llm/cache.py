@@ -1,6 +1,6 @@
 """On-disk response cache that wraps any client, so a run can be replayed offline and its cost counted.
 
-Key: sha256 of (model id, messages or prompt, resolved sampling params incl. seed). One JSON file per key,
+Key: sha256 of (model id, messages or prompt, answer prefix, resolved sampling params incl. seed). One JSON file per key,
 written to a temporary file and renamed into place, so concurrent writers (parallel tasks, two runs) never
 leave a torn entry. Modes:
 
@@ -46,6 +46,8 @@ def request_key(model_id: str, request: ChatRequest) -> str:
         "seed": request.seed,
         "stop": list(request.stop or ()),
     }
+    if request.prefix is not None:  # added only when set, so entries without a prefix keep their keys
+        payload["prefix"] = request.prefix
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -12,7 +12,8 @@
   request's text depends on the request only — not on which other requests share its batch — and the same
   request always gives the same text.
 - Chat messages are rendered with the tokenizer's chat template; raw prompt strings are tokenised as-is
-  (the instruction stage passes the exact prompt of the training template).
+  (the instruction stage passes the exact prompt of the training template). A request's `prefix` is
+  appended to the rendered text (the answer starts with it); the completion holds only what follows.
 
 Weights load on the first `complete` call, so a replay from the cache never touches them.
 """
@@ -253,7 +254,10 @@ class LocalClient:
 
     # --------------------------------------------------------------- rendering
     def render(self, request: ChatRequest) -> str:
-        """The exact text the model sees for a request."""
+        """The exact text the model sees for a request: the prompt (or rendered chat) plus the answer prefix."""
+        return self._render_prompt(request) + (request.prefix or "")
+
+    def _render_prompt(self, request: ChatRequest) -> str:
         if request.prompt is not None:
             return request.prompt
         messages = [dict(m) for m in request.messages or ()]

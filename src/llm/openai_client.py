@@ -4,6 +4,11 @@ Chat requests go to /chat/completions, raw prompts to /completions. The SDK's ow
 (`max_retries=0`): our bounded loop retries 408/409/429/5xx and timeouts with exponential backoff, honours
 `retry-after-ms` / `retry-after`, and logs every retry. A server that cannot be reached, a rejected key or an
 unknown model each become one PipesynthError naming the server and the fix.
+
+An answer prefix (`ChatRequest.prefix`): a raw prompt gets it appended (exact). A chat request gets it as a
+final assistant message with `continue_final_message` (vLLM; llama.cpp's server continues a trailing assistant
+message by itself) when `prefix_mode=continue`; `prefix_mode=error` (the default for api.openai.com, which
+has no such feature) refuses prefixed chat requests with a clear message instead of ignoring the prefix.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 OPENAI_API = "https://api.openai.com/v1"
+PREFIX_MODES = ("auto", "continue", "error")
 DUMMY_KEY = "sk-no-key-needed"  # local servers accept any key, the SDK insists on one
 
 
@@ -67,6 +73,7 @@ class OpenAIClient:
         max_retries: int = 5,
         backoff: Mapping[str, float] | None = None,
         concurrency: int = 4,
+        prefix_mode: str = "auto",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.model = model
@@ -97,12 +104,27 @@ class OpenAIClient:
         self.backoff_jitter = float(backoff.get("jitter", 0.1))
         self.max_retry_after_s = float(backoff.get("max_retry_after_s", 120.0))
         self.concurrency = max(1, int(concurrency))
+        if prefix_mode not in PREFIX_MODES:
+            raise PipesynthError(
+                f"unknown llm.prefix_mode {prefix_mode!r}", f"use one of {', '.join(PREFIX_MODES)}"
+            )
+        if prefix_mode == "auto":  # the OpenAI API cannot continue an assistant message; local servers can
+            prefix_mode = "error" if self.base_url.startswith(OPENAI_API) else "continue"
+        self.prefix_mode = prefix_mode
         self._sleep = sleep
         self._sdk = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0)
 
     # ------------------------------------------------------------------ public
     def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         resolved = [r.resolved(self.defaults) for r in requests]
+        for r in resolved:
+            if r.prefix and r.kind == "chat" and self.prefix_mode == "error":
+                raise PipesynthError(
+                    f"the LLM server at {self.base_url} cannot continue an answer prefix "
+                    f"({r.describe(60)} starts its answer with {r.prefix[:40]!r})",
+                    "use llm.prefix_mode=continue for a server that continues a final assistant message "
+                    "(vLLM, llama.cpp server), or instruct.sampling=free, or a raw-prompt template",
+                )
         if len(resolved) <= 1 or self.concurrency == 1:
             return [self._complete_one(r) for r in resolved]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(resolved))) as pool:
@@ -129,8 +151,13 @@ class OpenAIClient:
         if r.stop:
             params["stop"] = list(r.stop)
         if r.kind == "chat":
-            return self._sdk.chat.completions.create(messages=[dict(m) for m in r.messages or ()], **params)
-        return self._sdk.completions.create(prompt=r.prompt, **params)
+            messages = [dict(m) for m in r.messages or ()]
+            if r.prefix:
+                messages.append({"role": "assistant", "content": r.prefix})
+                # vLLM's names; llama.cpp's server continues a trailing assistant message without them
+                params["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+            return self._sdk.chat.completions.create(messages=messages, **params)
+        return self._sdk.completions.create(prompt=r.prompt + (r.prefix or ""), **params)
 
     def _complete_one(self, r: ChatRequest) -> Completion:
         start = time.perf_counter()
