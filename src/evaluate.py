@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from src.config import user_errors_exit
 from src.reporting.results import ResultsStore
+from src.reporting.runlog import RunLogger
 from src.reporting.summary import summary_table
 from src.solutions.providers import SolutionProvider
 from src.tasks.grading import grade
@@ -140,13 +141,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
             for task, seed in todo
         }
+        runs = RunLogger(cfg, run_dir)  # W&B / CSV run per record (logger=none: nothing)
         for future in as_completed(futures):
-            store.add(future.result())
+            record = future.result()
+            store.add(record)
+            runs.log_record(cfg, record, run_dir / "runs" / record["task"] / f"seed{record['seed']}" / "build")
             progress.advance(bar)
 
     records = sorted(
         (r for r in store.records if r["solution"] == solution_name), key=lambda r: (r["task"], r["seed"])
     )
+    if todo:
+        runs.log_suite(cfg, records, solution_name)
     if cfg.show_table:
         console.print(summary_table(records, title=f"{solution_name} — {results_path}"))
     return {"results_path": str(results_path), "records": records, "skipped": skipped}

@@ -68,6 +68,9 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     summary = result.summary()
     summary["instruction"] = result.instruction
     (out_dir / "generation_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    from src.reporting.runlog import RunLogger
+
+    RunLogger(cfg, out_dir).log_generation(cfg, summary, out_dir)  # W&B / CSV run (logger=none: nothing)
     print(
         f"\n=== chosen instruction ({result.task}, rank {result.rank}, {pipeline.config.get('refine')}) ==="
     )
