@@ -27,34 +27,84 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from src.config import user_errors_exit
-from src.reporting.results import ResultsStore
+from src.errors import PipesynthError
+from src.reporting.results import ResultsStore, record_key
 from src.reporting.runlog import RunLogger
 from src.reporting.summary import summary_table
 from src.solutions.providers import SolutionProvider
 from src.tasks.grading import grade
+from src.tasks.metrics import get_metric
 from src.tasks.prepare import PreparedTask, prepare_task
-from src.tasks.rating import rate
+from src.tasks.rating import bootstrap_scores, rate
 from src.tasks.registry import Task, load_suite
 
 log = logging.getLogger(__name__)
 
 
-def select_tasks(cfg: DictConfig) -> list[Task]:
-    """The suite's tasks, narrowed to `tasks=[...]` when given (unknown names are an error, not skipped)."""
-    tasks = load_suite(cfg.suite, cfg.paths.data_dir)
+def select_tasks(cfg: DictConfig, errors: dict[str, str] | None = None) -> list[Task]:
+    """The suite's tasks, narrowed to `tasks=[...]` when given (unknown names are an error, not skipped).
+
+    errors: when given, a listed task whose folder or config is broken is left out and its message stored.
+    """
+    broken: dict[str, str] = {}
+    tasks = load_suite(cfg.suite, cfg.paths.data_dir, errors=broken if errors is not None else None)
     if cfg.get("tasks"):
         wanted = [str(t) for t in cfg.tasks]
         by_slug = {t.slug: t for t in tasks}
-        unknown = [slug for slug in wanted if slug not in by_slug]
+        unknown = [slug for slug in wanted if slug not in by_slug and slug not in broken]
         if unknown:
-            from src.errors import PipesynthError
-
             raise PipesynthError(
                 f"tasks {unknown} are not in suite '{cfg.suite.get('name', '?')}'",
-                f"choose from {sorted(by_slug)}",
+                f"choose from {sorted([*by_slug, *broken])}",
             )
-        tasks = [by_slug[slug] for slug in wanted]
+        tasks = [by_slug[slug] for slug in wanted if slug in by_slug]
+        broken = {slug: broken[slug] for slug in wanted if slug in broken}
+    if errors is not None:
+        errors.update(broken)
     return tasks
+
+
+def _one_line(err: BaseException) -> str:
+    """A user-facing reason: a PipesynthError as written, anything else as its type and first line."""
+    if isinstance(err, PipesynthError):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+
+
+def _base_record(slug: str, solution_name: str, seed: int, task: Task | None) -> dict[str, Any]:
+    return {
+        "task": slug,
+        "solution": solution_name,
+        "seed": seed,
+        "metric": task.metric if task else None,
+        "higher_is_better": task.higher_is_better if task else None,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def error_record(
+    slug: str, solution_name: str, seed: int, reason: str, task: Task | None = None, stage: str = "run"
+) -> dict[str, Any]:
+    """The record of a task that could not be evaluated (status `error`): the suite goes on without it."""
+    return {
+        **_base_record(slug, solution_name, seed, task),
+        "status": "error",
+        "error": f"{stage}: {reason}",
+        "score": None,
+        "invalid_reason": None,
+        "validation_score": None,
+        "rating": None,
+        "seconds": 0.0,
+    }
+
+
+def validation_gap(record: dict[str, Any]) -> float | None:
+    """How much better the inner validation scored than the test (> 0: the inner validation was optimistic)."""
+    val, test = record.get("validation_score"), record.get("score")
+    if val is None or test is None:
+        return None
+    return float(val - test) if record.get("higher_is_better") else float(test - val)
 
 
 def run_one(
@@ -65,41 +115,101 @@ def run_one(
     seed: int,
     sandbox: Any,
     run_dir: Path,
+    rating_cfg: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the solution, run it in the sandbox, grade and rate it: one result record."""
+    """Build the solution, run it in the sandbox, grade and rate it: one result record.
+
+    status: ok (graded) | invalid (ran, the submission cannot be scored) | failed (the script did not finish:
+    crash, timeout, memory; `execution.status` says which). An exception in our own code is left to the
+    caller, which records status `error`.
+    """
+    rating_cfg = dict(rating_cfg or {})
     started = time.perf_counter()
     task_dir = run_dir / "runs" / task.slug / f"seed{seed}"
-    record: dict[str, Any] = {
-        "task": task.slug,
-        "solution": solution_name,
-        "seed": seed,
-        "metric": task.metric,
-        "higher_is_better": task.higher_is_better,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    record = _base_record(task.slug, solution_name, seed, task)
     build = provider.build(prepared.public_dir, task_dir / "build", seed)
     record["solution_meta"] = build.meta
+    record["validation_score"] = build.meta.get("validation_score")  # the inner validation (generation)
     result = sandbox.run(build.script, prepared.public_dir, task_dir / "work")
     record["execution"] = result.to_dict()
-    status = result.status
     score = None
-    reason = None
+    graded = None
     if result.status == "ok":
         graded = grade(prepared, Path(result.workdir) / "submission.csv")
         score, reason = graded.score, graded.reason
-        if not graded.valid:
-            status = "invalid"
+        status = "ok" if graded.valid else "invalid"
     else:
+        status = "failed"
         reason = result.message or f"solution did not finish: {result.status}"
-    record.update(status=status, score=score, invalid_reason=reason)
-    rating = rate(task, score) if score is not None else None
+    record.update(status=status, score=score, invalid_reason=reason, error=reason)
+    rating = None
+    if score is not None and graded is not None:
+        samples = None
+        if int(rating_cfg.get("resamples") or 0) > 0 and task.has_leaderboard:
+            samples = bootstrap_scores(
+                get_metric(task.metric),
+                graded.y_true,  # type: ignore[arg-type]
+                graded.y_pred,  # type: ignore[arg-type]
+                n_resamples=int(rating_cfg["resamples"]),
+                seed=int(rating_cfg.get("seed", 0)),
+            )
+        rating = rate(task, score, samples, confidence=float(rating_cfg.get("confidence", 0.95)))
     record["rating"] = rating.to_dict() if rating is not None else None
+    for key in ("position_low", "position_high", "medal_probs", "medal_certain"):
+        record[key] = getattr(rating, key) if rating is not None else None
+    record["validation_gap"] = validation_gap(record)
     record["seconds"] = round(time.perf_counter() - started, 2)
     return record
 
 
+def _guarded(task: Task, prepared: PreparedTask, solution_name: str, seed: int, *args: Any) -> dict[str, Any]:
+    """run_one, with any exception turned into an `error` record: one task never stops the suite."""
+    try:
+        return run_one(task, prepared, args[0], solution_name, seed, *args[1:])
+    except Exception as err:
+        log.exception("%s (seed %d) raised", task.slug, seed)
+        return error_record(task.slug, solution_name, seed, _one_line(err), task)
+
+
+def suite_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Lines printed under the summary table: rating intervals, the validation gap, and every error."""
+    lines = []
+    for r in records:
+        if r.get("position_low") is not None:
+            rating = r["rating"]
+            medal = rating.get("medal") or "no medal"
+            sure = (
+                "certain"
+                if r.get("medal_certain")
+                else f"p={r['medal_probs'].get(rating.get('medal') or 'none'):.2f}"
+            )
+            lines.append(
+                f"{r['task']}: position {rating['position']} [{r['position_low']}–{r['position_high']}] "
+                f"of {rating['teams']}, {medal} ({sure})"
+            )
+    gaps = [(r["task"], g) for r in records if (g := validation_gap(r)) is not None]
+    for slug, gap in gaps:
+        rec = next(r for r in records if r["task"] == slug)
+        lines.append(
+            f"{slug}: inner validation {rec['validation_score']:.5g} vs test {rec['score']:.5g} "
+            f"(gap {gap:+.4g}, > 0 = optimistic)"
+        )
+    missing = [r["task"] for r in records if r.get("status") == "ok" and r.get("validation_score") is None]
+    if missing:
+        lines.append(f"no inner-validation score recorded for: {', '.join(sorted(set(missing)))}")
+    errors = [r for r in records if r.get("status") == "error"]
+    if errors:
+        lines.append(f"{len(errors)} task(s) errored (re-run the same command to retry them):")
+        lines += [f"  {r['task']} (seed {r['seed']}): {r.get('error')}" for r in errors]
+    return lines
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Run `cfg.solution` on the suite; returns {"results_path", "records", "skipped"}."""
+    """Run `cfg.solution` on the suite; returns {"results_path", "records", "skipped", "errors"}.
+
+    A task that cannot be loaded or prepared, or whose run raises, gets an `error` record with one reason and
+    the other tasks run. Records with status `error` are retried on resume; the others are kept.
+    """
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.jsonl"
@@ -107,18 +217,40 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results_path.rename(results_path.with_suffix(f".jsonl.{int(time.time())}.bak"))
     store = ResultsStore(results_path)
 
-    tasks = select_tasks(cfg)
+    broken: dict[str, str] = {}
+    tasks = select_tasks(cfg, errors=broken)
     provider: SolutionProvider = instantiate(cfg.solution)
     solution_name = provider.name
     sandbox = instantiate(cfg.sandbox)
+    rating_cfg = OmegaConf.to_container(cfg.rating, resolve=True) if cfg.get("rating") else {}
+    run_logger = RunLogger(cfg, run_dir)  # W&B / CSV runs (logger=none: nothing)
+    seeds = [int(seed) for seed in cfg.seeds]
 
-    jobs = [(task, int(seed)) for task in tasks for seed in cfg.seeds]
-    todo = [(task, seed) for task, seed in jobs if (task.slug, solution_name, seed) not in store]
+    # an errored record is retried on resume (its cause may be fixed by now); every other status is kept
+    kept = {record_key(r) for r in store.records if r.get("status") != "error"}
+
+    def done(slug: str, seed: int) -> bool:
+        return (slug, solution_name, seed) in kept
+
+    for slug, reason in broken.items():
+        for seed in seeds:
+            store.add(error_record(slug, solution_name, seed, reason, stage="load"))
+    jobs = [(task, seed) for task in tasks for seed in seeds]
+    todo = [(task, seed) for task, seed in jobs if not done(task.slug, seed)]
     skipped = len(jobs) - len(todo)
     if skipped:
         log.info("resuming: %d of %d records already in %s", skipped, len(jobs), results_path)
 
-    prepared = {task.slug: prepare_task(task, cfg.paths.cache_dir, seed=cfg.split_seed) for task, _ in todo}
+    prepared: dict[str, PreparedTask] = {}
+    for task in {task.slug: task for task, _ in todo}.values():
+        try:
+            prepared[task.slug] = prepare_task(task, cfg.paths.cache_dir, seed=cfg.split_seed)
+        except Exception as err:  # e.g. no data, a bad split config: that task errors, the others run
+            log.error("cannot prepare %s: %s", task.slug, _one_line(err))
+            for seed in seeds:
+                store.add(error_record(task.slug, solution_name, seed, _one_line(err), task, stage="prepare"))
+    todo = [(task, seed) for task, seed in todo if task.slug in prepared]
+
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     with (
         Progress(
@@ -132,30 +264,44 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ThreadPoolExecutor(max_workers=max(1, int(cfg.workers))) as pool,
     ):
         bar = progress.add_task(f"{solution_name} on {len(tasks)} tasks", total=len(todo))
-        futures = {
+        futures = [
             pool.submit(
-                run_one, task, prepared[task.slug], provider, solution_name, seed, sandbox, run_dir
-            ): (
+                _guarded,
                 task,
+                prepared[task.slug],
+                solution_name,
                 seed,
+                provider,
+                sandbox,
+                run_dir,
+                rating_cfg,
             )
             for task, seed in todo
-        }
-        runs = RunLogger(cfg, run_dir)  # W&B / CSV run per record (logger=none: nothing)
+        ]
         for future in as_completed(futures):
             record = future.result()
             store.add(record)
-            runs.log_record(cfg, record, run_dir / "runs" / record["task"] / f"seed{record['seed']}" / "build")
+            build_dir = run_dir / "runs" / record["task"] / f"seed{record['seed']}" / "build"
+            run_logger.log_record(cfg, record, build_dir=build_dir)
             progress.advance(bar)
 
+    wanted = {t.slug for t in tasks} | set(broken)
     records = sorted(
-        (r for r in store.records if r["solution"] == solution_name), key=lambda r: (r["task"], r["seed"])
+        (
+            r
+            for r in store.records
+            if r["solution"] == solution_name and r["task"] in wanted and r["seed"] in seeds
+        ),
+        key=lambda r: (r["task"], r["seed"]),
     )
-    if todo:
-        runs.log_suite(cfg, records, solution_name)
+    errors = [r for r in records if r.get("status") == "error"]
+    if todo or broken:  # a resume with nothing new to run logs no new suite run
+        run_logger.log_suite(cfg, records, solution_name)
     if cfg.show_table:
         console.print(summary_table(records, title=f"{solution_name} — {results_path}"))
-    return {"results_path": str(results_path), "records": records, "skipped": skipped}
+        for line in suite_notes(records):
+            console.print(line, markup=False, highlight=False)
+    return {"results_path": str(results_path), "records": records, "skipped": skipped, "errors": errors}
 
 
 def _rewrite_solution_path(argv: list[str]) -> list[str]:
@@ -178,7 +324,11 @@ def _rewrite_solution_path(argv: list[str]) -> list[str]:
 @user_errors_exit
 def main(cfg: DictConfig) -> None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    evaluate(cfg)
+    out = evaluate(cfg)
+    if out["errors"]:
+        # the records are kept (re-running retries the errored tasks); the exit code tells a script
+        print(f"pipesynth: {len(out['errors'])} task(s) errored; see {out['results_path']}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def _cfg(tmp_path: Path, shared_dir: Path, *overrides: str) -> DictConfig:
                 f"paths.shared_dir={shared_dir}",
                 "progress=false",
                 "show_table=false",
+                "logger=none",  # the runs' W&B logging is tested in test_wandb_runs.py
+                "name=dev/test",  # the run name, set by Hydra at run time
                 *overrides,
             ],
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,21 @@ MISSING_TOKENS = {"", "nan", "na", "n/a", "null", "none", "<na>"}
 
 @dataclass(frozen=True)
 class Grade:
-    """score is None exactly when the submission is invalid (then reason says why)."""
+    """score is None exactly when the submission is invalid (then reason says why).
+
+    y_true / y_pred: the aligned arrays the score was computed from (valid grades only), so a rating can
+    resample the test rows; they stay out of to_dict().
+    """
 
     score: float | None
     valid: bool
     reason: str | None = None
     metric: str = ""
+    y_true: np.ndarray | None = field(default=None, repr=False, compare=False)
+    y_pred: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("y_true", "y_pred")}
 
 
 class InvalidSubmission(Exception):
@@ -148,13 +154,45 @@ def _squeeze(array: np.ndarray) -> np.ndarray:
     return array[:, 0] if array.ndim == 2 and array.shape[1] == 1 else array
 
 
+def _numeric_answers(answers: pd.DataFrame, columns: list[str], metric: Metric) -> np.ndarray:
+    values = []
+    for col in columns:
+        numbers = pd.to_numeric(answers[col].map(typed_label), errors="coerce")
+        if numbers.isna().any():
+            bad = answers[col][numbers.isna()].unique()
+            raise InvalidSubmission(
+                f"the answers of '{col}' hold class names (e.g. {_examples(bad)}) but {metric.name} scores "
+                f"numbers: this task cannot be graded as configured (fix targets/metric in its task.json, or "
+                f"give it a sample submission with one probability column per class)"
+            )
+        values.append(numbers.to_numpy(dtype=float))
+    return np.column_stack(values)
+
+
 def grade(prepared: PreparedTask, submission_path: str | Path) -> Grade:
-    """Validate `submission_path` against the prepared task, then score it with the task's metric."""
+    """Validate `submission_path` against the prepared task, then score it with the task's metric.
+
+    Never raises: anything that stops scoring (a malformed submission, a task the metric cannot score, an
+    unreadable answers file) comes back as an invalid Grade whose reason says what went wrong.
+    """
+    try:
+        return _grade(prepared, Path(submission_path))
+    except Exception as err:  # a grader defect must not stop a suite: report it as this record's reason
+        log.exception("grading %s raised", prepared.slug)
+        return Grade(
+            score=None,
+            valid=False,
+            reason=f"grader error: {type(err).__name__}: {str(err).strip()[:300]}",
+            metric=prepared.metric,
+        )
+
+
+def _grade(prepared: PreparedTask, submission_path: Path) -> Grade:
     metric = get_metric(prepared.metric)
     id_col = prepared.id_column
     columns = list(prepared.submission_columns)
-    answers = pd.read_csv(prepared.answers_path, dtype=str, keep_default_na=False, na_filter=False)
     try:
+        answers = pd.read_csv(prepared.answers_path, dtype=str, keep_default_na=False, na_filter=False)
         frame = _read_submission(Path(submission_path), [id_col, *columns])
         _check_ids(frame, answers, id_col)
         # align rows to the answers' order; ids were checked to be the same set
@@ -173,10 +211,8 @@ def grade(prepared: PreparedTask, submission_path: str | Path) -> Grade:
             y_pred = _squeeze(_labels(frame, columns, known))
             y_true = _squeeze(np.column_stack([answers[c].map(_label_key).to_numpy() for c in columns]))
         else:
+            y_true = _squeeze(_numeric_answers(answers, columns, metric))
             y_pred = _squeeze(_numeric(frame, columns, metric))
-            y_true = _squeeze(
-                np.column_stack([answers[c].map(typed_label).astype(float).to_numpy() for c in columns])
-            )
     except InvalidSubmission as err:
         return Grade(score=None, valid=False, reason=str(err), metric=metric.name)
     try:
@@ -189,4 +225,4 @@ def grade(prepared: PreparedTask, submission_path: str | Path) -> Grade:
         return Grade(
             score=None, valid=False, reason=f"{metric.name} is not finite ({score})", metric=metric.name
         )
-    return Grade(score=score, valid=True, reason=None, metric=metric.name)
+    return Grade(score=score, valid=True, reason=None, metric=metric.name, y_true=y_true, y_pred=y_pred)

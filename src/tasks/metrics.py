@@ -50,9 +50,25 @@ class Metric:
     perfect: float | None = None
     domain: Domain = "any"
     description: str = ""
+    # True: the submission holds one probability column per class of a single label target (log loss)
+    per_class: bool = False
+    # bootstrap in one pass: (y_true, y_pred, counts (B, n) of each row in each resample) -> (B,) scores;
+    # None: the resamples are scored one at a time through fn
+    resampled: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def __call__(self, y_true: Any, y_pred: Any) -> float:
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
+
+    def bootstrap(self, y_true: Any, y_pred: Any, counts: np.ndarray) -> np.ndarray:
+        """Scores of resamples given as row counts (B, n): row i appears counts[b, i] times in resample b."""
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+        if self.resampled is not None:
+            return np.asarray(self.resampled(t, p, counts), dtype=float)
+        scores = np.empty(len(counts))
+        for b, row_counts in enumerate(counts):
+            rows = np.repeat(np.arange(len(row_counts)), row_counts)
+            scores[b] = self(t[rows], p[rows])
+        return scores
 
     def better(self, a: float, b: float) -> bool:
         """True when score `a` is strictly better than score `b` under this metric's direction."""
@@ -149,12 +165,136 @@ def _multiclass_log_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(-np.mean(np.sum(t * np.log(p), axis=1)))
 
 
+# --------------------------------------------------------------------------- vectorised resampling
+# A resample is a row-count vector w (sum n); most metrics are a function of per-row terms averaged with w, so
+# B resamples cost one (B, n) @ (n, k) product instead of B metric calls.
+
+
+def _weighted_means(terms: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B, k): the count-weighted mean of each term column in each resample."""
+    return (counts @ _as_2d(terms)) / counts.sum(axis=1, keepdims=True)
+
+
+def _mean_of(
+    term_fn: Callable[[np.ndarray, np.ndarray], np.ndarray], finish: Callable[[np.ndarray], np.ndarray]
+):
+    def resampled(y_true: np.ndarray, y_pred: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return finish(_weighted_means(term_fn(y_true, y_pred), counts))
+
+    return resampled
+
+
+def _equal_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return (_as_2d(t).astype(str) == _as_2d(p).astype(str)).mean(axis=1)
+
+
+def _sq_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return (_as_2d(_float(t)) - _as_2d(_float(p))) ** 2
+
+
+def _log_sq_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return _sq_terms(np.log(_float(t)), np.log(_float(p)))
+
+
+def _log1p_sq_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return _sq_terms(np.log1p(_float(t)), np.log1p(_float(p)))
+
+
+def _abs_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return np.abs(_as_2d(_float(t)) - _as_2d(_float(p)))
+
+
+def _smape_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    t, p = _float(t).ravel(), _float(p).ravel()
+    denom = (np.abs(t) + np.abs(p)) / 2.0
+    return 100.0 * np.divide(np.abs(p - t), denom, out=np.zeros_like(denom), where=denom != 0)
+
+
+def _log_loss_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = _as_2d(_float(p))
+    t = _float(t)
+    if t.ndim == 1:
+        t = np.eye(p.shape[1])[t.astype(int)]
+    p = np.clip(p / p.sum(axis=1, keepdims=True), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return -np.sum(t * np.log(p), axis=1)
+
+
+def _pearson_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    t, p = _float(t).ravel(), _float(p).ravel()
+    t, p = t - t.mean(), p - p.mean()  # centred first: the moments below then lose no precision
+    return np.column_stack([t, p, t * t, p * p, t * p])
+
+
+def _pearson_finish(m: np.ndarray) -> np.ndarray:
+    var_t, var_p = m[:, 2] - m[:, 0] ** 2, m[:, 3] - m[:, 1] ** 2
+    cov = m[:, 4] - m[:, 0] * m[:, 1]
+    ok = (var_t > 1e-300) & (var_p > 1e-300)
+    return np.where(ok, cov / np.sqrt(np.where(ok, var_t * var_p, 1.0)), 0.0)
+
+
+def _auc_resampled(y_true: np.ndarray, y_pred: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC AUC of every resample at once: Mann-Whitney over tied-score groups, weighted by row counts."""
+    t, p = _float(y_true).ravel(), _float(y_pred).ravel()
+    order = np.argsort(p, kind="mergesort")
+    _, starts = np.unique(p[order], return_index=True)
+    positive = t[order] == t.max()  # as roc_auc_score: the greater of the two labels is the positive class
+    w = counts[:, order].astype(float)
+    pos = np.add.reduceat(w * positive, starts, axis=1)  # (B, groups), scores ascending
+    neg = np.add.reduceat(w * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives with a strictly lower score
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    wins = np.sum(pos * (below + 0.5 * neg), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
+
+
+def _column_auc_resampled(y_true: np.ndarray, y_pred: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    t, p = _as_2d(_float(y_true)), _as_2d(_float(y_pred))
+    return np.mean([_auc_resampled(t[:, j], p[:, j], counts) for j in range(t.shape[1])], axis=0)
+
+
+def _sqrt_mean(m: np.ndarray) -> np.ndarray:
+    return np.sqrt(m.mean(axis=1))
+
+
+def _mean_sqrt(m: np.ndarray) -> np.ndarray:
+    return np.sqrt(m).mean(axis=1)
+
+
+def _first(m: np.ndarray) -> np.ndarray:
+    return m.mean(axis=1)
+
+
 _METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("accuracy", True, "label", _accuracy, perfect=1.0, description="fraction of exact labels"),
-        Metric("micro_f1", True, "label", _micro_f1, perfect=1.0, description="micro-averaged F1 of labels"),
-        Metric("roc_auc", True, "probability", _roc_auc, perfect=1.0, description="area under the ROC curve"),
+        Metric(
+            "accuracy",
+            True,
+            "label",
+            _accuracy,
+            perfect=1.0,
+            description="fraction of exact labels",
+            resampled=_mean_of(_equal_terms, _first),
+        ),
+        Metric(
+            "micro_f1",
+            True,
+            "label",
+            _micro_f1,
+            perfect=1.0,
+            description="micro-averaged F1 of labels",
+            resampled=_mean_of(_equal_terms, _first),
+        ),
+        Metric(
+            "roc_auc",
+            True,
+            "probability",
+            _roc_auc,
+            perfect=1.0,
+            description="area under the ROC curve",
+            resampled=_auc_resampled,
+        ),
         Metric(
             "mean_column_roc_auc",
             True,
@@ -162,6 +302,7 @@ _METRICS: dict[str, Metric] = {
             _mean_column_roc_auc,
             perfect=1.0,
             description="ROC AUC per target column, averaged",
+            resampled=_column_auc_resampled,
         ),
         Metric(
             "multiclass_log_loss",
@@ -170,8 +311,18 @@ _METRICS: dict[str, Metric] = {
             _multiclass_log_loss,
             perfect=0.0,
             description="cross-entropy of class probabilities (rows rescaled, clipped at 1e-15)",
+            per_class=True,
+            resampled=_mean_of(_log_loss_terms, _first),
         ),
-        Metric("rmse", False, "value", _rmse, perfect=0.0, description="root mean squared error"),
+        Metric(
+            "rmse",
+            False,
+            "value",
+            _rmse,
+            perfect=0.0,
+            description="root mean squared error",
+            resampled=_mean_of(_sq_terms, _sqrt_mean),
+        ),
         Metric(
             "rmse_log",
             False,
@@ -180,6 +331,7 @@ _METRICS: dict[str, Metric] = {
             perfect=0.0,
             domain="positive",
             description="RMSE of log(y) against log(prediction)",
+            resampled=_mean_of(_log_sq_terms, _sqrt_mean),
         ),
         Metric(
             "rmsle",
@@ -189,6 +341,7 @@ _METRICS: dict[str, Metric] = {
             perfect=0.0,
             domain="non_negative",
             description="root mean squared logarithmic error, log(1 + y)",
+            resampled=_mean_of(_log1p_sq_terms, _sqrt_mean),
         ),
         Metric(
             "mean_column_rmsle",
@@ -198,11 +351,44 @@ _METRICS: dict[str, Metric] = {
             perfect=0.0,
             domain="non_negative",
             description="RMSLE per target column, averaged",
+            resampled=_mean_of(_log1p_sq_terms, _mean_sqrt),
         ),
-        Metric("mae", False, "value", _mae, perfect=0.0, description="mean absolute error"),
-        Metric("mcrmse", False, "value", _mcrmse, perfect=0.0, description="mean column-wise RMSE"),
-        Metric("smape", False, "value", _smape, perfect=0.0, description="symmetric MAPE in percent"),
-        Metric("pearson", True, "value", _pearson, perfect=1.0, description="Pearson correlation"),
+        Metric(
+            "mae",
+            False,
+            "value",
+            _mae,
+            perfect=0.0,
+            description="mean absolute error",
+            resampled=_mean_of(_abs_terms, _first),
+        ),
+        Metric(
+            "mcrmse",
+            False,
+            "value",
+            _mcrmse,
+            perfect=0.0,
+            description="mean column-wise RMSE",
+            resampled=_mean_of(_sq_terms, _mean_sqrt),
+        ),
+        Metric(
+            "smape",
+            False,
+            "value",
+            _smape,
+            perfect=0.0,
+            description="symmetric MAPE in percent",
+            resampled=_mean_of(_smape_terms, _first),
+        ),
+        Metric(
+            "pearson",
+            True,
+            "value",
+            _pearson,
+            perfect=1.0,
+            description="Pearson correlation",
+            resampled=_mean_of(_pearson_terms, _pearson_finish),
+        ),
     ]
 }
 

@@ -15,7 +15,13 @@ whose fingerprint matches and whose outputs still verify returns the cached resu
 Leak rules: public files keep only the columns Kaggle's own test has (plus the targets in train), so extra
 labels such as bike-sharing's casual/registered never reach a solution; every row is read as text and written
 back unchanged, so no value is altered on the way. The split is a `_target_` object from config
-(`RandomSplit` — stratified for classification —, `TimeSplit`, `GroupSplit`, `OfficialTestSplit`).
+(`RandomSplit` — stratified for classification —, `TimeSplit`, `GroupSplit`, `OfficialTestSplit`); public
+task.json says which (`split`: kind, group_column, time_columns) so inner validation can mirror it.
+
+Raw tables are read by extension through `files.readers` (CSV; JSON records or JSON lines, nested fields
+flattened), optionally with extra tables left-joined by key (`files.join`); public files are always CSV. A
+metric scored on one probability column per class gets those columns (named by label, listed as `classes`)
+even when the download has no sample submission.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -43,17 +50,107 @@ from src.tasks.registry import Task
 
 log = logging.getLogger(__name__)
 
-PREPARE_VERSION = 1  # bump when the output format or a split rule changes: cached preparations rebuild
+PREPARE_VERSION = 2  # bump when the output format or a split rule changes: cached preparations rebuild
 SYNTHETIC_ID = "id"
 
 RawReader = Callable[[str], pd.DataFrame]
 
 
-# --------------------------------------------------------------------------- raw files
+class CsvReader:
+    """A CSV file, every value as its raw text: nothing is re-typed or re-formatted on the way."""
+
+    def __call__(self, fh: BinaryIO, nrows: int | None = None) -> pd.DataFrame:
+        return pd.read_csv(fh, dtype=str, keep_default_na=False, na_filter=False, nrows=nrows)
+
+
+class JsonReader:
+    """JSON records (a list of objects, or one object holding such a list) or JSON lines (one object a line).
+
+    Nested objects are flattened into `parent<sep>child` columns; lists stay one column holding their JSON
+    text; numbers keep the digits the file has (parsed as text), strings of any length stay text, null is
+    empty. lines=None: JSON lines when the document is not one JSON value.
+    """
+
+    def __init__(self, lines: bool | None = None, sep: str = ".") -> None:
+        self.lines = lines
+        self.sep = sep
+
+    def _records(self, text: str) -> list[Any]:
+        parse = {"parse_float": str, "parse_int": str, "parse_constant": str}
+        if self.lines is not True:
+            try:
+                doc = json.loads(text, **parse)
+            except json.JSONDecodeError:
+                if self.lines is False:
+                    raise
+            else:
+                if isinstance(doc, dict):
+                    # {"data": [...]}: the one list of records inside; else a single record
+                    lists = [
+                        v for v in doc.values() if isinstance(v, list) and all(isinstance(r, dict) for r in v)
+                    ]
+                    doc = lists[0] if len(lists) == 1 else [doc]
+                return list(doc)
+        return [json.loads(line, **parse) for line in text.splitlines() if line.strip()]
+
+    def _flatten(self, record: dict[str, Any], prefix: str, out: dict[str, str]) -> dict[str, str]:
+        for key, value in record.items():
+            name = f"{prefix}{self.sep}{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                self._flatten(value, name, out)
+            elif isinstance(value, str):
+                out[name] = value
+            elif value is None:
+                out[name] = ""
+            elif isinstance(value, bool):
+                out[name] = "true" if value else "false"
+            else:  # a list (or an empty object): its JSON text, one cell
+                out[name] = json.dumps(value, ensure_ascii=False)
+        return out
+
+    def __call__(self, fh: BinaryIO, nrows: int | None = None) -> pd.DataFrame:
+        records = self._records(fh.read().decode("utf-8"))
+        if not all(isinstance(r, dict) for r in records):
+            raise ValueError("expected JSON objects (one per row)")
+        rows = [self._flatten(r, "", {}) for r in records]
+        columns = list(dict.fromkeys(name for row in rows for name in row))  # first-seen order, all rows
+        frame = pd.DataFrame(rows[:nrows] if nrows is not None else rows, columns=columns, dtype=object)
+        return frame.fillna("").astype(str)
+
+
+def _reader_for(task: Task, name: str) -> Callable[..., pd.DataFrame]:
+    """The reader configured for a file's extension (`files.readers`: extension -> `_target_` config)."""
+    readers = task.files.get("readers") or {}
+    extension = Path(name).suffix.lstrip(".").lower()
+    if extension not in readers:
+        raise PipesynthError(
+            f"task '{task.slug}': no reader for '{name}' (known extensions: {sorted(readers)})",
+            f"add files.readers.{extension or '<ext>'}: {{_target_: ...}} in conf/task_overrides/{task.slug}.yaml",
+        )
+    return _instantiate_reader(json.dumps(readers[extension], sort_keys=True))
+
+
+@lru_cache(maxsize=32)
+def _instantiate_reader(spec: str) -> Callable[..., pd.DataFrame]:
+    return instantiate(json.loads(spec))
 
 
 def find_raw_file(task: Task, name: str) -> Path | tuple[Path, str] | None:
-    """Where raw file `name` is: `raw/<name>`, or a member of a Kaggle download zip in raw/, or None."""
+    """Where raw file `name` is: `raw/<name>`, or a member of a Kaggle download zip in raw/, or None.
+
+    When `name` itself is absent, the same stem with another readable extension counts (train.csv ->
+    train.json / train.jsonl), so a download of JSON records needs no override.
+    """
+    stem = Path(name).stem
+    alternatives = [f"{stem}.{ext}" for ext in (task.files.get("readers") or {}) if f"{stem}.{ext}" != name]
+    for candidate in (name, *alternatives):
+        found = _find_exact(task, candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def _find_exact(task: Task, name: str) -> Path | tuple[Path, str] | None:
     direct = task.raw_dir / name
     if direct.is_file():
         return direct
@@ -70,14 +167,37 @@ def find_raw_file(task: Task, name: str) -> Path | tuple[Path, str] | None:
     return None
 
 
+def _source_name(source: Path | tuple[Path, str]) -> str:
+    return Path(source[1]).name if isinstance(source, tuple) else source.name
+
+
+def _read_source(task: Task, source: Path | tuple[Path, str], nrows: int | None = None) -> pd.DataFrame:
+    reader = _reader_for(task, _source_name(source))
+    try:
+        if isinstance(source, tuple):
+            archive, member = source
+            with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+                return reader(fh, nrows=nrows)
+        with open(source, "rb") as fh:
+            return reader(fh, nrows=nrows)
+    except PipesynthError:
+        raise
+    except Exception as err:  # a malformed file: name it, not a parser traceback
+        where = f"{source[0]}:{source[1]}" if isinstance(source, tuple) else str(source)
+        raise PipesynthError(
+            f"task '{task.slug}': cannot read {where} ({type(err).__name__}: {str(err).strip()[:200]})",
+            f"fix the file or its reader in files.readers of conf/task_overrides/{task.slug}.yaml",
+        ) from None
+
+
 def _read_csv(source: Path | tuple[Path, str], nrows: int | None = None) -> pd.DataFrame:
-    # every value as its raw text: nothing is re-typed or re-formatted between raw and public files
-    kwargs: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False, "nrows": nrows}
+    # kept for callers that read a known CSV (e.g. a sample submission's header)
     if isinstance(source, tuple):
         archive, member = source
         with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
-            return pd.read_csv(fh, **kwargs)
-    return pd.read_csv(source, **kwargs)
+            return CsvReader()(fh, nrows=nrows)
+    with open(source, "rb") as fh:
+        return CsvReader()(fh, nrows=nrows)
 
 
 def raw_reader(task: Task) -> RawReader:
@@ -91,9 +211,57 @@ def raw_reader(task: Task) -> RawReader:
                 f"download the competition data with `{task.download_command}` or fix files in "
                 f"conf/task_overrides/{task.slug}.yaml",
             )
-        return _read_csv(source)
+        return _read_source(task, source)
 
     return read
+
+
+def table_reader(task: Task) -> RawReader:
+    """Like raw_reader, plus the tables named in `files.join` merged in (for train, test and labelled test)."""
+    read = raw_reader(task)
+    joins = list(task.files.get("join") or [])
+
+    def read_table(name: str) -> pd.DataFrame:
+        frame = read(name)
+        for spec in joins:
+            frame = _join(task, frame, spec, read)
+        return frame
+
+    return read_table
+
+
+def _join(task: Task, frame: pd.DataFrame, spec: dict[str, Any], read: RawReader) -> pd.DataFrame:
+    """Left-join one extra table onto `frame` by key column(s): `{file, on, columns (optional)}`."""
+    fix = f"fix files.join in conf/task_overrides/{task.slug}.yaml"
+    if not isinstance(spec, dict) or not spec.get("file") or not spec.get("on"):
+        raise PipesynthError(f"task '{task.slug}': files.join entry {spec} needs `file` and `on`", fix)
+    name = str(spec["file"])
+    keys = [spec["on"]] if isinstance(spec["on"], str) else [str(k) for k in spec["on"]]
+    extra = read(name)
+    for side, table in (("the main table", frame), (name, extra)):
+        absent = [k for k in keys if k not in table.columns]
+        if absent:
+            raise PipesynthError(f"task '{task.slug}': join key(s) {absent} are not in {side}", fix)
+    columns = [str(c) for c in spec.get("columns") or [c for c in extra.columns if c not in keys]]
+    absent = [c for c in columns if c not in extra.columns]
+    if absent:
+        raise PipesynthError(f"task '{task.slug}': {name} has no column(s) {absent}", fix)
+    clash = [c for c in columns if c in frame.columns]
+    if clash:
+        raise PipesynthError(
+            f"task '{task.slug}': joining {name} would duplicate column(s) {clash}",
+            f"list the columns to bring in files.join[].columns of conf/task_overrides/{task.slug}.yaml",
+        )
+    extra = extra[[*keys, *columns]]
+    if extra.duplicated(keys).any():
+        raise PipesynthError(
+            f"task '{task.slug}': {name} has several rows per {keys}: a join would duplicate rows",
+            "join a table with one row per key (aggregate it first)",
+        )
+    merged = frame.merge(extra, on=keys, how="left", sort=False, validate="many_to_one")
+    merged[columns] = merged[columns].fillna("")  # a key without a match: empty text, like a blank CSV cell
+    merged.index = frame.index
+    return merged
 
 
 def _raw_names(task: Task) -> set[str]:
@@ -152,6 +320,13 @@ def _n_test(n_rows: int, test_fraction: float, max_test_rows: int | None) -> int
     return min(max(n, 1), n_rows - 1)
 
 
+def split_facts(
+    kind: str, group_column: str | None = None, time_columns: list[str] | None = None
+) -> dict[str, Any]:
+    """The public `split` entry of task.json: kind (random | stratified | group | time) and its columns."""
+    return {"kind": kind, "group_column": group_column, "time_columns": list(time_columns or [])}
+
+
 class RandomSplit:
     """A seeded random split; stratified by the target labels for classification tasks (stratify=None: auto)."""
 
@@ -186,6 +361,10 @@ class RandomSplit:
         )
         # keep the raw row order inside each part: the split is in which rows, not how they are shuffled
         return labelled.iloc[np.sort(train_idx)], labelled.iloc[np.sort(test_idx)]
+
+    def facts(self, task: Task) -> dict[str, Any]:
+        """How the test was carved, for public/task.json (call after split: stratification may fall back)."""
+        return split_facts(self.name)
 
 
 class TimeSplit:
@@ -242,6 +421,9 @@ class TimeSplit:
             )
         return ordered.iloc[:cut], ordered.iloc[cut:]
 
+    def facts(self, task: Task) -> dict[str, Any]:
+        return split_facts("time", time_columns=self.time_columns)
+
 
 class GroupSplit:
     """Whole groups go to one side (e.g. Spaceship Titanic's travel groups, the `gggg` of `gggg_pp`).
@@ -283,6 +465,10 @@ class GroupSplit:
         train_idx, test_idx = next(splitter.split(labelled, groups=self.groups(labelled, task)))
         return labelled.iloc[np.sort(train_idx)], labelled.iloc[np.sort(test_idx)]
 
+    def facts(self, task: Task) -> dict[str, Any]:
+        # the pattern travels too: the group of `gggg_pp` is `gggg`, not the whole (unique) id
+        return {**split_facts("group", group_column=self.column), "group_pattern": self.pattern}
+
 
 class OfficialTestSplit:
     """The competition's own labelled test set (e.g. detecting-insults' test_with_solutions.csv): no new split.
@@ -306,6 +492,11 @@ class OfficialTestSplit:
                 "point split.test_file at the labelled test file",
             )
         return labelled, test
+
+    def facts(self, task: Task) -> dict[str, Any]:
+        # the competition's own test: nothing says how it was drawn, so inner validation stays the default
+        kind = "stratified" if task.is_classification else "random"
+        return {**split_facts(kind), "official_test": True}
 
 
 # --------------------------------------------------------------------------- prepared task
@@ -387,6 +578,11 @@ def typed_label(text: str) -> Any:
         return text
 
 
+def _label_text(label: Any) -> str:
+    """A label as a column name: the text typed_label reads back as the same label."""
+    return json.dumps(label) if isinstance(label, bool) else str(label)
+
+
 def _sorted_labels(values: pd.Series) -> list[Any]:
     labels = {typed_label(v): None for v in values.unique()}
     return sorted(labels, key=lambda v: (type(v).__name__, v))
@@ -462,8 +658,9 @@ def prepare_task(task: Task, cache_dir: str | Path, seed: int = 0) -> PreparedTa
 
 def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     read_raw = raw_reader(task)
+    read_table = table_reader(task)
     metric = get_metric(task.metric)
-    labelled = read_raw(task.files["train"])
+    labelled = read_table(task.files["train"])
     where = f"task '{task.slug}' ({task.raw_dir / task.files['train']})"
     missing = [c for c in [*task.targets, *([task.id_column] if task.id_column else [])] if c not in labelled]
     if missing:
@@ -483,7 +680,11 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
     if test_name and find_raw_file(task, str(test_name)) is not None:
         source = find_raw_file(task, str(test_name))
         assert source is not None
-        header = list(_read_csv(source, nrows=0).columns)
+        header = list(
+            read_table(str(test_name)).columns
+            if task.files.get("join")
+            else _read_source(task, source, nrows=0).columns
+        )
         features = [c for c in header if c != id_col]
         absent = [c for c in features if c not in labelled.columns]
         if absent:
@@ -502,7 +703,7 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
             f"task '{task.slug}': cannot build its splitter from {task.split} ({err})",
             f"fix `split` in conf/task_overrides/{task.slug}.yaml or in the suite config",
         ) from None
-    train, test = splitter.split(labelled, task, seed, read_raw)
+    train, test = splitter.split(labelled, task, seed, read_table)
     absent = [c for c in features if c not in test.columns]
     if absent:
         raise PipesynthError(
@@ -525,18 +726,21 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
 
     # submission columns: Kaggle's sample submission where there is one, else the targets
     sample_name = _find_sample_submission(task)
+    class_labels = _sorted_labels(labelled[task.targets].stack()) if task.is_classification else None
+    per_class = metric.per_class and len(task.targets) == 1 and class_labels is not None
     if sample_name:
         sample_cols = list(read_raw(sample_name).columns)
         submission_columns = [c for c in sample_cols if c not in (id_col, task.id_column)]
+    elif per_class:
+        # no sample submission, but the metric scores one probability column per class: name them by label
+        submission_columns = [_label_text(label) for label in class_labels or []]
     else:
         submission_columns = list(task.targets)
 
-    class_labels = _sorted_labels(labelled[task.targets].stack()) if task.is_classification else None
     if set(submission_columns) != set(task.targets):
         # the only other shape allowed: one probability column per class of a single target (log loss)
         if not (
-            metric.name == "multiclass_log_loss"
-            and len(task.targets) == 1
+            per_class
             and class_labels is not None
             and {typed_label(c) for c in submission_columns} == set(class_labels)
         ):
@@ -584,6 +788,9 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
     }
     if class_labels is not None:
         public_facts["class_labels"] = class_labels
+    if set(submission_columns) != set(task.targets):
+        public_facts["classes"] = class_labels  # one probability column per class, in submission order
+    public_facts["split"] = splitter.facts(task)
     (public / "task.json").write_text(json.dumps(public_facts, indent=2) + "\n")
 
     facts = {
@@ -606,6 +813,7 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
         "synthetic_id": synthetic_id,
         "dropped_columns": dropped,
         "dropped_unlabelled_rows": int(unlabelled.sum()),
+        "split": public_facts["split"],
         "fingerprint": fingerprint,
         "files": files,
     }

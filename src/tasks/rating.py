@@ -14,7 +14,12 @@ be M + 1). Medals follow Kaggle's progression rules for the team count, as mle-b
     250-999    top 10 + 0.2% teams  top 50 teams   top 100 teams
     >= 1000    top 10 + 0.2% teams  top 5%         top 10%
 
-A medal needs a score at least as good as the score at that position. Caveats are flagged, never hidden:
+A medal needs a score at least as good as the score at that position.
+
+Uncertainty: the test is a sample, so the score is too. `bootstrap_scores` resamples the graded test rows
+(seeded, 1,000 times by default) and `rate(task, score, samples)` turns the resampled scores into a position
+interval (the central 95 % of the resampled scores, placed on the leaderboard) and the share of resamples in
+each medal band; the medal is stated as certain only when the whole interval lies inside one band. Caveats are flagged, never hidden:
 rolling or leaked leaderboards declared in `conf/task_overrides/<slug>.yaml`, perfect scores at the top (a
 leak signal), a leaderboard order that contradicts the metric's direction. Positions are approximate whenever the
 test split is our own rather than the competition's test (the approximation mle-bench makes).
@@ -60,6 +65,15 @@ class Rating:
     approximate: bool = True
     reason: str | None = None
     leaderboard_source: str | None = None
+    # bootstrap over the test rows (None when not resampled)
+    position_low: int | None = None  # best position of the interval
+    position_high: int | None = None  # worst position of the interval
+    score_low: float | None = None  # the interval's score bounds, best and worst end
+    score_high: float | None = None
+    medal_probs: dict[str, float] | None = None  # gold, silver, bronze, none: share of resamples
+    medal_certain: bool | None = None  # the whole interval inside the band of `medal` (or of no medal)
+    resamples: int | None = None
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,8 +82,11 @@ class Rating:
         if self.position is None:
             return f"{self.task}: not rated ({self.reason})"
         medal = f", {self.medal}" if self.medal else ""
+        if self.medal and self.medal_certain is False:
+            medal += f" (p={self.medal_probs.get(self.medal, 0):.2f})" if self.medal_probs else "?"
+        interval = f" [{self.position_low}–{self.position_high}]" if self.position_low is not None else ""
         flags = f" [{'; '.join(self.flags)}]" if self.flags else ""
-        return f"{self.task}: position {self.position} of {self.teams}{medal}{flags}"
+        return f"{self.task}: position {self.position}{interval} of {self.teams}{medal}{flags}"
 
 
 def medal_positions(teams: int) -> dict[str, int]:
@@ -120,6 +137,80 @@ def rank_score(
     }
 
 
+def bootstrap_counts(n: int, n_resamples: int, seed: int, size: int | None = None) -> np.ndarray:
+    """(n_resamples, n) row counts of seeded resamples with replacement of `size` rows (default n) from n."""
+    rng = np.random.default_rng(seed)
+    size = n if size is None else int(size)
+    rows = rng.integers(0, n, size=(n_resamples, size))
+    flat = (rows + n * np.arange(n_resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n)
+
+
+def bootstrap_scores(
+    metric: Metric,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    size: int | None = None,
+    chunk: int = 100,
+) -> np.ndarray:
+    """Scores of `n_resamples` seeded resamples of the test rows (each of `size` rows, default all n).
+
+    Resamples are drawn in chunks so memory stays at chunk x n counts; the metric scores a whole chunk in one
+    vectorised pass where it can (Metric.resampled). Resamples the metric cannot score (e.g. an AUC over one
+    class) are dropped.
+    """
+    n = len(y_true)
+    if n == 0 or n_resamples <= 0:
+        return np.empty(0)
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        counts = bootstrap_counts(n, b, int(rng.integers(0, 2**63 - 1)), size=size)
+        out.append(metric.bootstrap(y_true, y_pred, counts))
+    scores = np.concatenate(out)
+    return scores[np.isfinite(scores)]
+
+
+def _band(score: float, thresholds: dict[str, float], metric: Metric) -> str:
+    return next((m for m in ("gold", "silver", "bronze") if not metric.better(thresholds[m], score)), "none")
+
+
+def _add_interval(
+    rating: Rating,
+    scores: np.ndarray,
+    samples: np.ndarray,
+    metric: Metric,
+    decimals: int | None,
+    confidence: float,
+) -> None:
+    """Fill the rating's interval fields from bootstrap `samples` of its score."""
+    if decimals is not None:
+        samples = np.round(samples, decimals)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(samples, [alpha, 1.0 - alpha])
+    best, worst = (hi, lo) if metric.higher_is_better else (lo, hi)
+    # positions are monotone in the score: the interval's ends are the positions of its score bounds
+    position = {s: rank_score(s, scores, metric)["position"] for s in (float(best), float(worst))}
+    assert rating.position is not None and rating.score is not None
+    rating.position_low = min(position[float(best)], rating.position)  # the interval always holds the point
+    rating.position_high = max(position[float(worst)], rating.position)
+    rating.score_low, rating.score_high = float(best), float(worst)
+    thresholds = {k: v for k, v in rating.thresholds.items() if k != "median"}
+    signed = samples if metric.higher_is_better else -samples
+    sign = 1.0 if metric.higher_is_better else -1.0
+    bands = np.full(samples.shape, "none", dtype=object)
+    for medal in ("bronze", "silver", "gold"):  # better bands overwrite: a sample lands in its best band
+        bands[signed >= sign * thresholds[medal]] = medal
+    rating.medal_probs = {m: float(np.mean(bands == m)) for m in ("gold", "silver", "bronze", "none")}
+    ends = {_band(float(best), thresholds, metric), _band(float(worst), thresholds, metric)}
+    rating.medal_certain = ends == {rating.medal or "none"}
+    rating.resamples = int(samples.size)
+    rating.confidence = confidence
+
+
 def _read_leaderboard(task: Task) -> tuple[pd.DataFrame, int | None]:
     path = task.leaderboard_path
     frame = pd.read_csv(path, dtype=str)
@@ -159,8 +250,14 @@ def _official_test(task: Task) -> bool:
     return bool(target) and issubclass(get_class(target), OfficialTestSplit)
 
 
-def rate(task: Task, score: float | None) -> Rating:
-    """Rate `score` on the task's real leaderboard; a Rating without position (and a reason) when impossible."""
+def rate(
+    task: Task, score: float | None, samples: np.ndarray | None = None, confidence: float = 0.95
+) -> Rating:
+    """Rate `score` on the task's real leaderboard; a Rating without position (and a reason) when impossible.
+
+    samples: bootstrap scores of the same submission (`bootstrap_scores`) for the position interval and the
+    medal probabilities; None or empty: a point rating only.
+    """
     rating = Rating(
         task=task.slug,
         score=score,
@@ -184,6 +281,10 @@ def rate(task: Task, score: float | None) -> Rating:
     for key, value in ranked.items():
         setattr(rating, key, value)
     rating.flags = _leaderboard_flags(task, frame, metric)
+    if samples is not None and len(samples):
+        _add_interval(
+            rating, frame["score"].tolist(), np.asarray(samples, dtype=float), metric, decimals, confidence
+        )
     if task.teams is not None and task.teams != ranked["teams"]:
         rating.notes.append(f"task.json says {task.teams} teams; the leaderboard lists {ranked['teams']}")
     if rating.approximate:

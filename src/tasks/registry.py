@@ -39,6 +39,15 @@ DEFAULT_FILES: dict[str, Any] = {
     "test": "test.csv",  # Kaggle's unlabelled test: its columns say which features a solution may see
     "sample_submission": None,  # None: the one raw/*ubmission*.csv, if any
     "copy": [],  # label-free extra files copied into public/ as they are (e.g. a data dictionary)
+    # extra tables left-joined by key onto train and test before the split: [{file, on, columns (optional)}]
+    "join": [],
+    # how a raw table is read, by file extension (an override adds or replaces single extensions)
+    "readers": {
+        "csv": {"_target_": "src.tasks.prepare.CsvReader"},
+        "json": {"_target_": "src.tasks.prepare.JsonReader"},
+        "jsonl": {"_target_": "src.tasks.prepare.JsonReader", "lines": True},
+        "ndjson": {"_target_": "src.tasks.prepare.JsonReader", "lines": True},
+    },
 }
 
 
@@ -183,7 +192,9 @@ def load_task(
         OmegaConf.create(split_defaults or {}),
         OmegaConf.create(override.get("split") or {}),
     )
-    files = {**DEFAULT_FILES, **(override.get("files") or {})}
+    files_override = override.get("files") or {}
+    files = {**DEFAULT_FILES, **files_override}
+    files["readers"] = {**DEFAULT_FILES["readers"], **(files_override.get("readers") or {})}
     leaderboard = override.get("leaderboard") or {}
     notes = [facts[key] for key in ("note", "notes") if isinstance(facts.get(key), str)]
     notes += [n for key in ("note", "notes") if isinstance(facts.get(key), list) for n in facts[key]]
@@ -207,8 +218,14 @@ def load_task(
     )
 
 
-def load_suite(cfg_suite: DictConfig | dict[str, Any], data_dir: str | Path) -> list[Task]:
-    """The tasks of a suite config (`conf/suite/<name>.yaml`: name, tasks, split, overrides_dir)."""
+def load_suite(
+    cfg_suite: DictConfig | dict[str, Any], data_dir: str | Path, errors: dict[str, str] | None = None
+) -> list[Task]:
+    """The tasks of a suite config (`conf/suite/<name>.yaml`: name, tasks, split, overrides_dir).
+
+    errors: when given, a task whose folder or config is broken is left out and its one-line message is
+    stored under its slug (a suite runs the others); when None, the first such task raises.
+    """
     cfg = cfg_suite if isinstance(cfg_suite, DictConfig) else OmegaConf.create(cfg_suite)
     slugs = cfg.get("tasks")
     if not slugs:
@@ -220,7 +237,16 @@ def load_suite(cfg_suite: DictConfig | dict[str, Any], data_dir: str | Path) -> 
     overrides_dir = Path(str(cfg.get("overrides_dir") or DEFAULT_OVERRIDES_DIR))
     if not overrides_dir.is_absolute():
         overrides_dir = REPO_ROOT / overrides_dir
-    return [
-        load_task(data_dir, str(slug), split_defaults=split_defaults, overrides_dir=overrides_dir)
-        for slug in slugs
-    ]
+    tasks = []
+    for slug in slugs:
+        try:
+            tasks.append(
+                load_task(data_dir, str(slug), split_defaults=split_defaults, overrides_dir=overrides_dir)
+            )
+        except Exception as err:  # e.g. a broken task.json or override YAML: that task only
+            if errors is None:
+                raise
+            errors[str(slug)] = (
+                str(err) if isinstance(err, PipesynthError) else f"{type(err).__name__}: {err}"
+            )
+    return tasks
