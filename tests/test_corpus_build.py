@@ -40,15 +40,16 @@ def test_build_from_the_default_config() -> None:
     for split in dd.values():
         assert tuple(split.column_names) == COLUMNS
     train, val = set(dd["train"]["competition"]), set(dd["validation"]["competition"])
-    assert not train & val and len(val) == 10 and len(train) == 81
-    # top_k=75 drops the 24 rows ranked 76-99; nothing else is removed from the real sample
-    assert len(dd["train"]) + len(dd["validation"]) == 1306
-    assert max(dd["train"]["rank"]) == 75
+    # contamination on by default: Titanic (99 rows), House Prices (23) and Spooky (14) are gone, 88 remain
+    assert not train & val and len(val) == 9 and len(train) == 79
+    assert len(dd["train"]) + len(dd["validation"]) == 1330 - 99 - 23 - 14
+    assert max(dd["train"]["rank"]) == 35  # Titanic, the only competition ranked past 75, is excluded
     row = dd["train"][0]
     assert row["prompt"].startswith("[INST] Get the main information") and row["prompt"].endswith("[/INST]")
     assert row["completion"] == " " + row["instruction"]
     stats = built.stats()
-    assert stats["corpus/parse_full"] == 1030 and stats["corpus/after_top_k"] == 1306
+    assert stats["corpus/parse_full"] == 1030 and stats["corpus/after_top_k"] == 1194
+    assert stats["corpus/contamination_rows_removed"] == 136 and stats["corpus/contamination/titanic"] == 99
 
 
 OVERRIDES = (
@@ -188,6 +189,6 @@ def test_every_kaggle_task_metric_maps_to_a_corpus_category(kaggle_dir: Path) ->
 def test_yaml_configs_expose_the_documented_keys() -> None:
     for name in ("linguacodus", "code4ml"):
         data = OmegaConf.load(REPO_ROOT / "conf" / "data" / f"{name}.yaml")
-        assert set(data) == {"name", "source", "filters", "split", "limit"}
+        assert set(data) == {"name", "source", "contamination", "filters", "split", "limit"}
         assert list(data.filters.exclude_metric_categories) == ["points", "significance", "custom_loss"]
         assert data.filters.top_k == 75 and data.filters.dedup is True and data.filters.data_types is None
