@@ -1,16 +1,33 @@
-"""Builders of the paper's tables (Markdown + LaTeX) and figures (PNG) from result records."""
+"""Builders of the paper's tables (Markdown + LaTeX) and figures (PNG) from run records, never typed in.
+
+Table 1 (suite results beside the paper's), Table 2 (fine-tuning hyperparameters of a training run's resolved
+config beside the paper's), Figure 2 (most popular model family per data type x metric in the corpus, beside the
+paper's) and the ablation (each variant's score per task and overall, mean ± std over seeds).
+Outputs are byte-stable for the same inputs (sorted rows, PNGs without timestamps), so `paper/` cannot drift.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+MEDALS = ("gold", "silver", "bronze")
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file: identical bytes on regeneration
+
+
+def _rating_field(record: Mapping[str, Any], rating: Mapping[str, Any], key: str) -> Any:
+    """A field of interfaces D: on the record or inside its rating (either is accepted)."""
+    value = record.get(key)
+    return rating.get(key) if value is None else value
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record with the rating flattened; the best-known fields only."""
+    """One row per record with the rating flattened; sorted by (solution, task, seed)."""
     rows = []
     for r in records:
         rating = r.get("rating") or {}
@@ -18,12 +35,15 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             {
                 "task": r["task"],
                 "solution": r["solution"],
-                "seed": r["seed"],
+                "seed": int(r["seed"]),
                 "metric": r["metric"],
                 "higher_is_better": r.get("higher_is_better"),
                 "status": r["status"],
                 "score": r.get("score"),
+                "validation_score": r.get("validation_score"),
                 "position": rating.get("position"),
+                "position_low": _rating_field(r, rating, "position_low"),
+                "position_high": _rating_field(r, rating, "position_high"),
                 "teams": rating.get("teams"),
                 "beaten_fraction": rating.get("beaten_fraction"),
                 "medal": rating.get("medal"),
@@ -31,77 +51,166 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "seconds": r.get("seconds"),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=[
+        "task", "solution", "seed", "metric", "higher_is_better", "status", "score", "validation_score",
+        "position", "position_low", "position_high", "teams", "beaten_fraction", "medal", "flagged", "seconds",
+    ])  # fmt: skip
+    for column in ("score", "validation_score", "beaten_fraction", "seconds"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame.sort_values(["solution", "task", "seed"], kind="stable").reset_index(drop=True)
 
 
-def table1(frame: pd.DataFrame, paper: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The paper's Table 1 layout: competition, metric, score, rating N/M — ours (mean over seeds) beside the paper's."""
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.{digits}g}"
+
+
+def mean_std(values: pd.Series, digits: int = 4) -> str:
+    """`mean ± std` (sample std over seeds; the mean alone for one value; — for none)."""
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    if len(values) == 1:
+        return _num(float(values.iloc[0]), digits)
+    return f"{_num(float(values.mean()), digits)} ± {_num(float(values.std(ddof=1)), 2)}"
+
+
+def _position(rated: pd.DataFrame) -> str:
+    """`N/M [low–high]` of the median seed (the interval only when the record carries one)."""
+    if rated.empty:
+        return "—"
+    median = rated.iloc[(rated["position"] - rated["position"].median()).abs().argsort().iloc[0]]
+    text = f"{int(median['position'])}/{int(median['teams'])}"
+    if not pd.isna(median["position_low"]) and not pd.isna(median["position_high"]):
+        text += f" [{int(median['position_low'])}–{int(median['position_high'])}]"
+    return text + (" *" if rated["flagged"].any() else "")
+
+
+def table1(frame: pd.DataFrame, paper: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The paper's Table 1 layout per (task, solution): metric, score, position N/M [interval], beaten %, medal,
+    valid runs; the paper's published score and rating beside it for the competitions it reports."""
     rows = []
     for (task, solution), group in frame.groupby(["task", "solution"], sort=True):
         scored = group.dropna(subset=["score"])
+        rated = scored.dropna(subset=["position"])
+        medals = [m for m in rated["medal"] if m in MEDALS]
         ref = paper.get(task, {})
-        row = {
-            "competition": ref.get("title", task),
-            "solution": solution,
-            "metric": group["metric"].iloc[0],
-            "score": scored["score"].mean() if len(scored) else None,
-            "valid": f"{len(scored)}/{len(group)}",
-            "rating": _rating(scored),
-        }
-        if ref:
-            row["paper score"] = ref["score"]
-            row["paper rating"] = f"{ref['position']}/{ref['teams']}"
-        rows.append(row)
+        arrow = "↑" if bool(group["higher_is_better"].iloc[0]) else "↓"
+        rows.append(
+            {
+                "competition": ref.get("title", task),
+                "solution": solution,
+                "metric": f"{group['metric'].iloc[0]} {arrow}",
+                "score": mean_std(scored["score"]),
+                "position": _position(rated),
+                "beaten": "—" if rated.empty else f"{100 * rated['beaten_fraction'].mean():.1f}%",
+                "medal": ", ".join(sorted(set(medals))) if medals else "—",
+                "valid": f"{len(scored)}/{len(group)}",
+                "paper metric": ref.get("metric", "—"),
+                "paper score": _num(ref.get("score")),
+                "paper rating": f"{ref['position']}/{ref['teams']}" if ref else "—",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _rating(scored: pd.DataFrame) -> str:
-    rated = scored.dropna(subset=["position"])
-    if rated.empty:
-        return "—"
-    mark = " *" if rated["flagged"].any() else ""
-    return f"{int(round(rated['position'].median()))}/{int(rated['teams'].iloc[0])}{mark}"
-
-
 def ablation(frame: pd.DataFrame) -> pd.DataFrame:
-    """Solutions side by side (e.g. refine=none / multi_role / execution): valid rate, mean % beaten, medals."""
+    """Each variant (solution) per row: score mean ± std over seeds per task, and overall: % of leaderboard
+    beaten (mean over tasks per seed, then mean ± std over seeds), valid runs, medals, seconds."""
+    tasks = sorted(frame["task"].unique())
+    arrows = {
+        t: "↑" if bool(frame.loc[frame["task"] == t, "higher_is_better"].iloc[0]) else "↓" for t in tasks
+    }
     out = []
     for solution, group in frame.groupby("solution", sort=True):
-        rated = group.dropna(subset=["beaten_fraction"])
-        out.append(
-            {
-                "solution": solution,
-                "runs": len(group),
-                "valid": f"{100 * group['score'].notna().mean():.0f}%",
-                "mean beaten": f"{100 * rated['beaten_fraction'].mean():.1f}%" if len(rated) else "—",
-                "above median": f"{(rated['beaten_fraction'] > 0.5).sum()}/{len(rated)}",
-                "medals": int(group["medal"].isin(["gold", "silver", "bronze"]).sum()),
-                "mean seconds": round(group["seconds"].mean(), 1),
-            }
-        )
+        row: dict[str, Any] = {"variant": solution}
+        for task in tasks:
+            row[f"{task} ({frame.loc[frame['task'] == task, 'metric'].iloc[0]} {arrows[task]})"] = mean_std(
+                group.loc[group["task"] == task, "score"]
+            )
+        per_seed = group.dropna(subset=["beaten_fraction"]).groupby("seed")["beaten_fraction"].mean()
+        row["overall beaten %"] = mean_std(100 * per_seed, 3)
+        row["valid"] = f"{int(group['score'].notna().sum())}/{len(group)}"
+        row["medals"] = int(group["medal"].isin(MEDALS).sum())
+        row["mean seconds"] = _num(group["seconds"].mean(), 3)
+        out.append(row)
     return pd.DataFrame(out)
 
 
-def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path]:
-    """Markdown and LaTeX versions of one table."""
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    md = path_stem.with_suffix(".md")
-    tex = path_stem.with_suffix(".tex")
-    shown = table.fillna("—")
-    md.write_text(
-        f"<!-- generated by `python -m src.tables`; do not edit -->\n\n{caption}\n\n{shown.to_markdown(index=False)}\n"
-    )
-    tex.write_text(shown.to_latex(index=False, caption=caption, float_format="%.4g"))
-    return [md, tex]
+def table2(train_cfg: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> pd.DataFrame:
+    """The fine-tuning hyperparameters: the paper's value beside the value in a training run's resolved config
+    (`spec.rows`: group, parameter, key (dotted path in the config), paper)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(dict(train_cfg or {}))
+    rows = []
+    for item in spec["rows"]:
+        ours = OmegaConf.select(cfg, item["key"], default=None) if item.get("key") else None
+        if isinstance(ours, str) and ours.count(".") > 1:  # a _target_: its last name is the readable part
+            ours = ours.rsplit(".", 1)[-1]
+        if OmegaConf.is_config(ours):
+            ours = OmegaConf.to_container(ours)
+        rows.append(
+            {
+                "group": item["group"],
+                "parameter": item["parameter"],
+                "paper": _show(item.get("paper")),
+                "this run": _show(ours),
+                "config key": item.get("key") or "—",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def figure2_table(family_cells: pd.DataFrame, published: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+    """Figure 2 as a table: per data type x metric category with any instruction, our majority family
+    (count / instructions naming a family) beside the paper's cell where it printed one."""
+    rows = []
+    for cell in family_cells.itertuples(index=False):
+        paper = (published.get(str(cell.data_type)) or {}).get(str(cell.metric_category))
+        rows.append(
+            {
+                "data type": cell.data_type,
+                "metric": cell.metric_category,
+                "family": cell.family if isinstance(cell.family, str) else "—",
+                "share": f"{cell.count}/{cell.named}" if cell.named else "—",
+                "competitions": int(cell.competitions),
+                "paper": paper or "—",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def figure2_heatmap(family_cells: pd.DataFrame, path: Path, title: str) -> Path:
+    """Heatmap of data type x metric: colour = share of the majority family, text = the family."""
+    plt = _pyplot()
+    cells = family_cells[family_cells["named"] > 0]
+    types = sorted(cells["data_type"].unique())
+    metrics = sorted(cells["metric_category"].unique())
+    share = np.full((len(types), len(metrics)), np.nan)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(metrics) + 2), max(3, 0.55 * len(types) + 1.5)))
+    for cell in cells.itertuples(index=False):
+        i, j = types.index(cell.data_type), metrics.index(cell.metric_category)
+        share[i, j] = cell.share
+        ax.text(j, i, f"{cell.family}\n{cell.count}/{cell.named}", ha="center", va="center", fontsize=6)
+    image = ax.imshow(share, cmap="YlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(metrics)), metrics, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(types)), types, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="share of instructions naming a family")
+    return _save(fig, path)
 
 
 def beaten_figure(frame: pd.DataFrame, path: Path) -> Path:
-    """Bars of the fraction of leaderboard teams beaten, per task and solution."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bars of the % of leaderboard teams beaten, per task and solution (mean over seeds)."""
+    plt = _pyplot()
     data: dict[str, dict[str, float]] = defaultdict(dict)
     for (task, solution), group in frame.dropna(subset=["beaten_fraction"]).groupby(["task", "solution"]):
         data[solution][task] = 100 * group["beaten_fraction"].mean()
@@ -109,20 +218,44 @@ def beaten_figure(frame: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks)), 4))
     width = 0.8 / max(1, len(data))
     for i, (solution, per_task) in enumerate(sorted(data.items())):
-        ax.bar(
-            [j + i * width for j in range(len(tasks))],
-            [per_task.get(t, 0) for t in tasks],
-            width,
-            label=solution,
-        )
+        ax.bar([j + i * width for j in range(len(tasks))], [per_task.get(t, 0) for t in tasks], width,
+               label=solution)  # fmt: skip
     ax.set_xticks(
         [j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=30, ha="right", fontsize=8
     )
     ax.set_ylabel("% of leaderboard teams beaten")
     ax.axhline(50, color="grey", lw=0.8, ls="--")
-    ax.legend(fontsize=8)
+    if data:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_table(table: pd.DataFrame, path_stem: Path, caption: str) -> list[Path]:
+    """Markdown and LaTeX versions of one table."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    md = path_stem.with_suffix(".md")
+    tex = path_stem.with_suffix(".tex")
+    shown = table.astype(object).where(table.notna(), "—")
+    md.write_text(
+        f"<!-- generated by `python -m src.tables`; do not edit -->\n\n{caption}\n\n"
+        f"{shown.to_markdown(index=False)}\n"
+    )
+    tex.write_text(shown.to_latex(index=False, caption=caption, float_format="%.4g"))
+    return [md, tex]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
+    _pyplot().close(fig)
     return path
