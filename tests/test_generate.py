@@ -72,6 +72,7 @@ def _evaluate_generate(out: Path, *overrides: str) -> dict[str, Any]:
         "solution.refine.validation.folds=1",  # one holdout split per candidate
         "solution.coder.time_budget_s=4",  # the compiled scripts' cross-validation budget
         "solution.run_timeout_s=300",
+        "search@solution.search=none",  # the search has its own tests (tests/test_search.py)
         *overrides,
     )
     return evaluate(cfg)

@@ -84,6 +84,7 @@ def _cfg(url: str, out: Path, cache_mode: str, *extra: str) -> Any:
                 "coder=llm",
                 "repair_rounds=2",
                 "run_timeout_s=120",
+                "search=none",  # the search has its own tests (tests/test_search.py)
                 *extra,
             ],
         )

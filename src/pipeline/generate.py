@@ -196,6 +196,7 @@ class Pipeline:
         verify: str = "auto",
         keep_work: bool = False,
         config: dict[str, Any] | None = None,
+        search: Any = None,
     ) -> None:
         if verify not in VERIFY_MODES:
             raise PipesynthError(f"verify={verify!r} is not one of {VERIFY_MODES}", "use verify=auto")
@@ -208,6 +209,7 @@ class Pipeline:
         self.verify = verify
         self.keep_work = keep_work
         self.config = config or {}
+        self.search = search  # src.pipeline.search.Search (conf/search/), None: no search
 
     @classmethod
     def from_config(cls, cfg: DictConfig, client: Any = None) -> Pipeline:
@@ -250,6 +252,7 @@ class Pipeline:
             repair_rounds=int(cfg.get("repair_rounds", 2)),
             verify=str(cfg.get("verify", "auto")),
             keep_work=bool(cfg.get("keep_work", False)),
+            search=instantiate(cfg.search, _convert_="all") if cfg.get("search") else None,
             config={
                 "llm": getattr(client, "model_id", "?"),
                 "refine": getattr(cfg.refine, "name", None) or str(cfg.refine.get("_target_")),
@@ -260,6 +263,7 @@ class Pipeline:
                 "max_resample": instructor.max_resample,
                 "repair_rounds": int(cfg.get("repair_rounds", 2)),
                 "verify": str(cfg.get("verify", "auto")),
+                "search": (cfg.get("search") or {}).get("name"),
             },
         )
 
@@ -300,6 +304,10 @@ class Pipeline:
         )
         refined: Refined = self.refiner.refine(ctx)
         t = lap("refine_s", t)
+        if self.search is not None and self.verify != "never":
+            # improvement loop over the refined solution, chosen on inner validation only (src.pipeline.search)
+            refined = self.search.search(ctx, refined)
+            t = lap("search_s", t)
         notes = list(refined.notes)
 
         validation_score = refined.validation_score

@@ -2,7 +2,8 @@
 
 A node is one step: an instruction sample (`instruction`), a refined instruction (`refine`), a script made from
 an instruction (`code`), a script repaired after a failed run (`repair`), or a check of the chosen script on the
-full public files (`verify`). `parent` links a node to what it was made from (a resample to the sample it
+full public files (`verify`), or a node of the improvement search (`search`: a plan edit, a
+repair, an ensemble; src.pipeline.search). `parent` links a node to what it was made from (a resample to the sample it
 replaces, code to its instruction, a repair to the script it fixes), so the journal is a forest that
 `journal.json` stores as a flat list (as in AIDE's journal).
 
@@ -29,8 +30,8 @@ from typing import Any, Literal
 
 from src.errors import PipesynthError
 
-Stage = Literal["instruction", "refine", "code", "repair", "verify"]
-STAGES: tuple[str, ...] = ("instruction", "refine", "code", "repair", "verify")
+Stage = Literal["instruction", "refine", "code", "repair", "verify", "search"]
+STAGES: tuple[str, ...] = ("instruction", "refine", "code", "repair", "verify", "search")
 JOURNAL_VERSION = 1
 
 

@@ -16,6 +16,11 @@ exactly (read and written as strings). Schemes: `holdout` (one seeded split, str
 `kfold` (k seeded folds, stratified for classification), `time` (the held-out rows are the last ones in file
 order — public train keeps the raw row order — or expanding-window folds), `auto` (time for time series,
 else holdout for folds=1 and kfold otherwise).
+
+The split mirrors how the task's test was carved out (task.json `split`, see src.tasks.prepare): a task split by
+group keeps every group on one side of every fold (GroupShuffleSplit / GroupKFold on `group_column`, or on the
+part `group_pattern` extracts from it); a task split by time orders the rows by `time_columns` and holds out
+the latest ones (or expanding-window folds), whatever `scheme` says.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    StratifiedKFold,
+    TimeSeriesSplit,
+    train_test_split,
+)
 
 from src.errors import PipesynthError
 from src.tasks.prepare import PreparedTask
@@ -87,6 +99,35 @@ def resolve_scheme(scheme: str, folds: int, data_type: str) -> str:
     return "holdout" if folds <= 1 else "kfold"
 
 
+def task_groups(frame: pd.DataFrame, facts: dict[str, Any]) -> np.ndarray | None:
+    """The group of every row when task.json says the task was split by group (None otherwise)."""
+    split = facts.get("split") or {}
+    column = split.get("group_column")
+    if split.get("kind") != "group" or not column or column not in frame.columns:
+        return None
+    values = frame[column].astype(str)
+    if split.get("group_pattern"):
+        values = values.str.extract(str(split["group_pattern"]), expand=False).fillna(values)
+    return values.to_numpy()
+
+
+def time_order(frame: pd.DataFrame, facts: dict[str, Any]) -> np.ndarray | None:
+    """Row positions oldest first when task.json says the task was split by time (None otherwise)."""
+    split = facts.get("split") or {}
+    columns = [c for c in split.get("time_columns") or [] if c in frame.columns]
+    if split.get("kind") != "time" or not columns:
+        return None
+    keys = pd.DataFrame(index=frame.index)
+    for col in columns:
+        numbers = pd.to_numeric(frame[col], errors="coerce")
+        if numbers.notna().mean() >= 0.9:
+            keys[col] = numbers
+            continue
+        stamps = pd.to_datetime(frame[col], errors="coerce")
+        keys[col] = stamps if stamps.notna().mean() >= 0.9 else frame[col]
+    return np.asarray(keys.reset_index(drop=True).sort_values(columns, kind="mergesort").index)
+
+
 def split_indices(
     frame: pd.DataFrame,
     facts: dict[str, Any],
@@ -108,11 +149,25 @@ def split_indices(
     targets = [str(t) for t in facts["targets"]]
     classification = facts.get("task_type") in CLASSIFICATION
     order = np.arange(n)
+    groups = task_groups(frame, facts)
+    if groups is not None and len(np.unique(groups)) >= 2:
+        if folds == 1:
+            splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+            train_idx, test_idx = next(splitter.split(order, groups=groups))
+            return "group", [(np.sort(train_idx), np.sort(test_idx))]
+        k = min(folds, len(np.unique(groups)))
+        return "group", [
+            (np.sort(a), np.sort(b)) for a, b in GroupKFold(n_splits=k).split(order, groups=groups)
+        ]
+    timed = time_order(frame, facts)
+    if timed is not None:
+        scheme, order = "time", timed
     if scheme == "time":
         if folds == 1:
             n_test = min(max(int(round(n * fraction)), 1), n - 1)
-            return scheme, [(order[: n - n_test], order[n - n_test :])]
-        return scheme, [(tr, te) for tr, te in TimeSeriesSplit(n_splits=folds).split(order)]
+            return scheme, [(np.sort(order[: n - n_test]), np.sort(order[n - n_test :]))]
+        parts = TimeSeriesSplit(n_splits=folds).split(order)
+        return scheme, [(np.sort(order[tr]), np.sort(order[te])) for tr, te in parts]
     if scheme == "kfold" and folds == 1:
         scheme = "holdout"
     if scheme == "holdout":

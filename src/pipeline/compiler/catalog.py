@@ -69,3 +69,8 @@ def module_usable(module: str) -> bool:
 def load_steps() -> dict[str, Any]:
     """Preprocessing step constructors (see catalog/steps.yaml)."""
     return _load("steps")
+
+
+def moves() -> dict[str, Any]:
+    """The search's plan edits (see catalog/moves.yaml)."""
+    return _load("moves")

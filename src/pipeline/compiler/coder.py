@@ -39,6 +39,10 @@ class CompilerCoder:
         plan.validation.time_budget_s = self.time_budget_s
         return finalize(plan, task_public_facts)
 
+    def from_plan(self, plan: Plan, task_public_facts: dict[str, Any], attempt: int = 0) -> CodeResult:
+        """The script of an edited plan (the search's moves), finalized for the task."""
+        return self._result(finalize(plan, task_public_facts), task_public_facts, attempt=attempt)
+
     def generate(self, instruction_text: str, task_public_facts: dict[str, Any]) -> CodeResult:
         return self._result(self.plan(instruction_text, task_public_facts), task_public_facts, attempt=0)
 

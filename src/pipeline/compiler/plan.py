@@ -48,6 +48,7 @@ class Preprocessing:
     log_target: bool = False
     datetime_features: bool = True
     split_compound: bool = True  # "B/0/P"-style columns -> one column per part
+    text_pairs: bool = True  # two or more text columns -> their similarity / overlap / length differences
     max_categories: int = 50  # object columns with more distinct values (and not text) are dropped
     text: TextFeatures = field(default_factory=TextFeatures)
 

@@ -204,6 +204,7 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "keep_other_columns": _literal(bool(pre.text.keep_other_columns)),
         "feature_steps": "\n\n".join(feature_steps),
         "text_step": _text_step(plan),
+        "text_pairs_step": catalog.template("step_text_pairs") if pre.text_pairs else "",
         "preprocessor_parts": _preprocessor_parts(eff),
         "make_models": _models_body(plan, role),
         "fit_model": fit_body,

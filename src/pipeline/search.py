@@ -1,0 +1,708 @@
+"""Search past the refined solution: an improvement loop over scripts, each scored on inner validation only.
+
+    search = Search(policy="tree", budget_s=300, max_nodes=16)          # conf/search/{none,greedy,tree}.yaml
+    refined = search.search(ctx, refined)                               # after refinement, in Pipeline.run
+
+The policy follows AIDE's (`aide/agent.py`): draft until `num_drafts` drafts exist, debug a failed leaf while its
+debug depth is below `max_debug_depth` (with probability `debug_prob`), else improve the best node. `greedy` is
+the same loop without drafts or debugging (hill-climbing from the refined script); `none` returns the refined
+solution untouched (today's behaviour; search is an ablation axis).
+
+Moves. With the compiler coder every move is a plan edit (catalog/moves.yaml): a draft switches the model
+family, an improvement edits one catalog hyperparameter group, a preprocessing step, the target transform or the
+class weights, and an ensemble averages the models of the best nodes of different families. With an LLM coder the
+LLM proposes a revised instruction from a summary of the journal (the nodes, their changes and scores) and the
+coder writes its script.
+
+Scores. `evaluation: oof` (compiler scripts): the script runs once on the full public files and writes
+`oof_submission.csv`, its out-of-fold predictions of the public train rows (folds that mirror the task's split:
+groups never straddle, time runs forward); the grader (src.tasks.grading) scores them against the public train
+labels, which this process reads itself. `evaluation: holdout` (any script, the LLM coder's): the validation split
+of src.pipeline.validation, graded on its held-out public rows. Private answers are never read. Every node is a
+journal node (stage `search`) with its parent, its change (`meta.move`) and its validation score; the chosen
+node is the best validation score under the metric's direction.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from src.errors import PipesynthError
+from src.llm import ChatRequest
+from src.pipeline.codegen_llm import extract_code, task_summary
+from src.pipeline.coder_base import CodeResult
+from src.pipeline.compiler import catalog
+from src.pipeline.compiler.plan import ModelSpec, Plan, is_classification
+from src.pipeline.journal import Journal, Node, llm_usage
+from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.repair import (
+    PublicRunner,
+    RunCache,
+    RunOutcome,
+    ValidationRunner,
+    _finish,
+    record_code,
+    run_with_repair,
+)
+from src.pipeline.validation import build_validation_split
+from src.tasks.grading import grade
+from src.tasks.prepare import PreparedTask
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("none", "greedy", "tree")
+EVALUATIONS = ("auto", "oof", "holdout")
+OOF_FILE = "oof_submission.csv"
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class OofRunner(PublicRunner):
+    """Run a script on the full public files; grade its out-of-fold predictions against the public train labels.
+
+    A run is `ok` when the script exits cleanly with a well-shaped submission AND an out-of-fold file the
+    grader accepts; the score is the task metric over the train rows the file covers (`meta.oof_rows`).
+    """
+
+    def __init__(self, sandbox: Any, public_dir: str | Path, work_dir: str | Path, facts: dict[str, Any]):
+        super().__init__(sandbox, public_dir, work_dir)
+        self.facts = facts
+        self.id_column = str(facts["id_column"])
+        self.targets = [str(t) for t in facts["targets"]]
+        train = pd.read_csv(self.public_dir / "train.csv", dtype=str, keep_default_na=False, na_filter=False)
+        self.labels = train[[self.id_column, *self.targets]].drop_duplicates(self.id_column)
+
+    def grade_oof(self, oof_path: Path, where: Path) -> tuple[float | None, str | None, int]:
+        """(score, reason when invalid, rows graded) of an out-of-fold file."""
+        if not oof_path.is_file() or oof_path.is_symlink():
+            return None, f"the script wrote no {OOF_FILE} (out-of-fold predictions)", 0
+        ids = pd.read_csv(oof_path, dtype=str, usecols=[0], keep_default_na=False).iloc[:, 0]
+        answers = self.labels[self.labels[self.id_column].isin(set(ids))]
+        private = where / "oof_answers"  # host side, outside the sandbox's work folder
+        private.mkdir(parents=True, exist_ok=True)
+        answers.to_csv(private / "answers.csv", index=False, lineterminator="\n")
+        facts = self.facts
+        prepared = PreparedTask(
+            slug=str(facts.get("slug", "task")),
+            seed=0,
+            root=where,
+            public_dir=self.public_dir,
+            private_dir=private,
+            answers_path=private / "answers.csv",
+            id_column=self.id_column,
+            targets=self.targets,
+            submission_columns=[str(c) for c in facts.get("submission_columns") or self.targets],
+            metric=str(facts["metric"]),
+            higher_is_better=bool(facts["higher_is_better"]),
+            task_type=str(facts["task_type"]),
+            class_labels=facts.get("class_labels"),
+            n_train=0,
+            n_test=len(answers),
+            split_method="inner-oof",
+            official_test=False,
+        )
+        graded = grade(prepared, oof_path)
+        return graded.score, graded.reason, len(answers)
+
+    def __call__(self, code: str, node_id: str) -> RunOutcome:
+        outcome = super().__call__(code, node_id)
+        outcome.split = "oof"
+        if not outcome.ok:
+            return outcome
+        workdir = Path(outcome.executions[0]["workdir"])
+        score, reason, rows = self.grade_oof(workdir / OOF_FILE, self.work_dir / node_id)
+        outcome.scores, outcome.reasons = [score], [reason]
+        outcome.executions[0]["oof_rows"] = rows
+        if score is None:
+            outcome.ok, outcome.status = False, "invalid"
+            outcome.failure = {"status": "invalid", "message": reason, "reason": reason, "traceback": None}
+        return outcome
+
+
+# --------------------------------------------------------------------------- moves
+
+
+@dataclass
+class Proposal:
+    """One change to try: from `parent` (a search node), of `kind` draft | improve | debug | ensemble."""
+
+    parent: Node
+    kind: str
+    move: str
+    plan: Plan | None = None
+    instruction: str | None = None
+    code: CodeResult | None = None
+    llm: dict[str, Any] | None = None
+
+
+def _data_kind(plan: Plan) -> str:
+    return "text" if plan.data_type == "text" else "tabular"
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set(obj: Any, path: str, value: Any) -> None:
+    *head, last = path.split(".")
+    for part in head:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return type(value)(value * factor) if isinstance(value, float) else int(round(value * factor))
+
+
+def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
+    """Drafts: the plan with its (first) model switched to each other family of the data kind."""
+    out = []
+    current = {m.family for m in plan.models}
+    for family in catalog.moves()["families"][_data_kind(plan)]:
+        if family in current:
+            continue
+        role = "classifier" if is_classification(plan) else "regressor"
+        if role not in catalog.model_spec(family)["roles"]:
+            continue
+        edited = plan.copy()
+        edited.models = [ModelSpec(family=family)]
+        out.append((f"model family -> {family}", edited))
+    return out
+
+
+def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
+    """Single edits of a plan: hyperparameter groups of its first model, class weights, feature steps."""
+    table = catalog.moves()
+    out: list[tuple[str, Plan]] = []
+    model = plan.models[0]
+    edits = list(table["params"].get(model.family) or [])
+    if is_classification(plan):
+        edits += table.get("classification") or []
+    for edit in edits:
+        edited = plan.copy()
+        params = edited.models[0].params
+        changed = False
+        for name, value in (edit.get("set") or {}).items():
+            if params.get(name) != value:
+                params[name], changed = value, True
+        for name, factor in (edit.get("scale") or {}).items():
+            new = _scaled(params.get(name), float(factor))
+            if new is not None:
+                params[name], changed = new, True
+        if changed:
+            out.append((f"{model.family}: {edit['name']}", edited))
+    for edit in table["features"][_data_kind(plan)]:
+        if edit.get("regression_only") and is_classification(plan):
+            continue
+        edited = plan.copy()
+        changed = False
+        if edit.get("toggle"):
+            _set(edited, edit["toggle"], not _get(edited, edit["toggle"]))
+            changed = True
+        for path, value in (edit.get("set") or {}).items():
+            if _get(edited, path) != value:
+                _set(edited, path, copy.deepcopy(value))
+                changed = True
+        for path, factor in (edit.get("scale") or {}).items():
+            new = _scaled(_get(edited, path), float(factor))
+            if new is not None and new != _get(edited, path):
+                _set(edited, path, new)
+                changed = True
+        if changed:
+            out.append((f"features: {edit['name']}", edited))
+    return out
+
+
+def ensemble_plan(base: Plan, others: list[Plan], size: int) -> Plan | None:
+    """`base` with the first model of each plan in `others` added (different families), averaged in the script."""
+    plan = base.copy()
+    families = {m.family for m in plan.models}
+    for other in others:
+        if len(plan.models) >= size:
+            break
+        model = other.models[0]
+        if model.family not in families:
+            plan.models.append(ModelSpec(model.family, dict(model.params), model.requested))
+            families.add(model.family)
+    return plan if len(plan.models) > len(base.models) else None
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass
+class SearchState:
+    """The search's bookkeeping beside the journal: its nodes, what each one has left to try."""
+
+    nodes: list[Node] = field(default_factory=list)
+    tried: dict[str, set[str]] = field(default_factory=dict)  # node id -> moves proposed from it
+    seen_codes: set[str] = field(default_factory=set)
+    drafts: int = 0
+    ensembled: set[tuple[str, ...]] = field(default_factory=set)
+
+
+class Search:
+    """The improvement loop after refinement (see the module docstring). Settings: conf/search/*.yaml.
+
+    budget_s: wall-clock seconds for the search (a round that would end later is not started); max_nodes: nodes
+    at most, the root included; workers: nodes run at once; num_drafts / debug_prob / max_debug_depth: AIDE's
+    policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); node_time_budget_s: CPU
+    seconds of cross-validation a compiled node allows itself; min_gain: a node replaces the best only when it is
+    better by more than this (relative to the best's score), so noise does not pick a change.
+    """
+
+    def __init__(
+        self,
+        name: str = "tree",
+        policy: str = "tree",
+        budget_s: float = 300.0,
+        max_nodes: int = 16,
+        workers: int = 1,
+        num_drafts: int = 3,
+        debug_prob: float = 0.5,
+        max_debug_depth: int = 2,
+        ensemble_size: int = 3,
+        evaluation: str = "auto",
+        node_time_budget_s: float | None = None,
+        min_gain: float = 0.0,
+        validation: dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 512,
+        seed: int = 0,
+        keep_work: bool = False,
+    ) -> None:
+        if policy not in POLICIES:
+            raise PipesynthError(f"search.policy={policy!r} is not one of {POLICIES}", "use search=tree")
+        if evaluation not in EVALUATIONS:
+            raise PipesynthError(
+                f"search.evaluation={evaluation!r} is not one of {EVALUATIONS}", "use evaluation: auto"
+            )
+        self.name = name
+        self.policy = policy
+        self.budget_s = float(budget_s)
+        self.max_nodes = int(max_nodes)
+        self.workers = max(1, int(workers))
+        self.num_drafts = int(num_drafts) if policy == "tree" else 0
+        self.debug_prob = float(debug_prob) if policy == "tree" else 0.0
+        self.max_debug_depth = int(max_debug_depth)
+        self.ensemble_size = int(ensemble_size)
+        self.evaluation = evaluation
+        self.node_time_budget_s = node_time_budget_s
+        self.min_gain = float(min_gain)
+        self.validation = {"scheme": "auto", "folds": 1, "fraction": 0.2, "seed": 0, "max_rows": None}
+        self.validation.update(dict(validation or {}))
+        self.prompts = dict(prompts or {})
+        self.temperature = float(temperature)
+        self.max_tokens = int(max_tokens)
+        self.seed = int(seed)
+        self.keep_work = keep_work
+
+    @property
+    def active(self) -> bool:
+        return self.policy != "none" and self.max_nodes > 0 and self.budget_s > 0
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "policy": self.policy,
+            "budget_s": self.budget_s,
+            "max_nodes": self.max_nodes,
+            "workers": self.workers,
+            "num_drafts": self.num_drafts,
+            "ensemble_size": self.ensemble_size,
+            "evaluation": self.evaluation,
+        }
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def compiled(coder: Any) -> bool:
+        """True for a coder whose scripts come from plans (moves are plan edits, evaluation can be oof)."""
+        return callable(getattr(coder, "from_plan", None))
+
+    def _runner(self, ctx: RefineContext, work: Path) -> tuple[str, Callable[[str, str], RunOutcome]]:
+        evaluation = self.evaluation
+        if evaluation == "auto":
+            evaluation = "oof" if self.compiled(ctx.coder) else "holdout"
+        if evaluation == "oof":
+            return evaluation, OofRunner(ctx.sandbox, ctx.public_dir, work / "oof", ctx.facts)
+        folds = build_validation_split(ctx.public_dir, work / "validation", **self.validation)
+        return evaluation, ValidationRunner(ctx.sandbox, folds, work / "holdout", keep_work=self.keep_work)
+
+    def _root_code(self, ctx: RefineContext, refined: Refined) -> CodeResult:
+        code = refined.code or ctx.coder.generate(refined.text, ctx.facts)  # type: ignore[union-attr]
+        return self._with_budget(code, ctx)
+
+    def _with_budget(self, code: CodeResult, ctx: RefineContext) -> CodeResult:
+        """A compiled script re-rendered with the search's cross-validation budget (others as they are)."""
+        if not self.compiled(ctx.coder) or code.plan is None or self.node_time_budget_s is None:
+            return code
+        plan = Plan.from_dict(code.plan)
+        plan.validation.time_budget_s = float(self.node_time_budget_s)
+        return ctx.coder.from_plan(plan, ctx.facts, attempt=code.attempt)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ the loop
+    def search(self, ctx: RefineContext, refined: Refined) -> Refined:
+        """Improve on `refined` within the budget; returns the best node as a Refined (validated on inner
+        validation), or `refined` itself when the search is off or nothing ran."""
+        if not self.active:
+            return refined
+        if ctx.coder is None or ctx.sandbox is None:
+            raise PipesynthError("the search needs a coder and a sandbox", "set coder= and sandbox=")
+        started = time.perf_counter()
+        work = ctx.work_dir / "search"
+        evaluation, runner = self._runner(ctx, work)
+        journal = ctx.journal
+        rng = random.Random(self.seed + ctx.seed)
+        state = SearchState()
+        cache = RunCache()
+
+        parent = refined.code_node_id or refined.node_id
+        first_step = len(journal)
+        root_code = self._root_code(ctx, refined)
+        root = run_with_repair(
+            ctx.coder,
+            root_code,
+            ctx.facts,
+            runner,
+            journal,
+            parent,
+            ctx.repair_rounds,
+            stage="search",
+            cache=cache,
+        )
+        for node in journal.lineage(root.node):
+            if node.stage in ("search", "repair") and node.step >= first_step:
+                node.meta.update(kind="root", move="the refined solution", evaluation=evaluation)
+        state.nodes.append(root.node)  # the root (after any repairs) is what drafts start from
+        state.seen_codes.add(root.node.meta.get("code_sha", ""))
+        seconds: list[float] = [time.perf_counter() - started]
+
+        while len(state.nodes) < self.max_nodes:
+            elapsed = time.perf_counter() - started
+            per_round = max(seconds[-3:]) if seconds else 0.0
+            if elapsed + per_round > self.budget_s:
+                break
+            width = min(self.workers, self.max_nodes - len(state.nodes))
+            proposals = self._propose(ctx, journal, state, rng, width)
+            if not proposals:
+                break
+            began = time.perf_counter()
+            if len(proposals) > 1:
+                with ThreadPoolExecutor(max_workers=len(proposals)) as pool:
+                    nodes = list(
+                        pool.map(lambda p: self._evaluate(p, ctx, journal, runner, cache), proposals)
+                    )
+            else:
+                nodes = [self._evaluate(proposals[0], ctx, journal, runner, cache)]
+            seconds.append(time.perf_counter() - began)
+            state.nodes.extend(n for n in nodes if n is not None)
+
+        best = self._best(journal, state)
+        journal.meta["search"] = {
+            **self.settings(),
+            "evaluation": evaluation,
+            "nodes": len(state.nodes),
+            "seconds": round(time.perf_counter() - started, 3),
+            "best": best.id if best else None,
+            "root": state.nodes[0].id if state.nodes else None,
+        }
+        if not self.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        if best is None:
+            note = "search: no node gave a valid inner-validation score; keeping the refined solution"
+            log.warning("%s: %s", ctx.facts.get("slug"), note)
+            return Refined(
+                text=refined.text,
+                node_id=refined.node_id,
+                rank=refined.rank,
+                code=CodeResult(code=root.code.code, plan=root.code.plan)
+                if refined.code is None
+                else refined.code,
+                code_node_id=root.node.id if refined.code is None else refined.code_node_id,
+                validated=False,
+                notes=[*refined.notes, note],
+            )
+        root_score = state.nodes[0].validation_score
+        log.info(
+            "%s: search chose %s (%s) with %s=%.5g (root %s) after %d nodes",
+            ctx.facts.get("slug"),
+            best.id,
+            best.meta.get("move"),
+            journal.metric,
+            best.validation_score,
+            root_score,
+            len(state.nodes),
+        )
+        return Refined(
+            text=best.instruction or refined.text,
+            node_id=refined.node_id,
+            rank=refined.rank,
+            code=CodeResult(
+                code=best.code or "",
+                plan=best.plan,
+                substitutions=list(best.substitutions),
+                notes=list(best.notes),
+                attempt=best.attempt,
+            ),
+            code_node_id=best.id,
+            # oof nodes ran on the full public files; holdout nodes on the validation split (verify may follow)
+            validated=True,
+            validation_score=best.validation_score,
+            notes=[*refined.notes, f"search: {best.meta.get('move')} ({len(state.nodes)} nodes)"],
+        )
+
+    def _best(self, journal: Journal, state: SearchState) -> Node | None:
+        """The best scored node; a later node must beat the incumbent by `min_gain` (relative) to replace it."""
+        best: Node | None = None
+        for node in state.nodes:
+            if node.status != "ok" or node.validation_score is None:
+                continue
+            if best is None:
+                best = node
+                continue
+            margin = abs(best.validation_score) * self.min_gain  # type: ignore[arg-type]
+            shifted = node.validation_score + (-margin if journal.higher_is_better else margin)
+            if journal.better(shifted, best.validation_score):  # type: ignore[arg-type]
+                best = node
+        return best
+
+    # ------------------------------------------------------------------ proposals
+    def _ranked(self, journal: Journal, state: SearchState) -> list[Node]:
+        good = [n for n in state.nodes if n.status == "ok" and n.validation_score is not None]
+        sign = -1.0 if journal.higher_is_better else 1.0
+        return sorted(good, key=lambda n: (sign * float(n.validation_score), n.step))  # type: ignore[arg-type]
+
+    def _propose(
+        self, ctx: RefineContext, journal: Journal, state: SearchState, rng: random.Random, width: int
+    ) -> list[Proposal]:
+        out: list[Proposal] = []
+        for _ in range(width * 3):  # a few tries: some candidate moves are duplicates
+            if len(out) >= width:
+                break
+            proposal = self._next(ctx, journal, state, rng, out)
+            if proposal is None:
+                break
+            out.append(proposal)
+        return out
+
+    def _claim(self, state: SearchState, node: Node, move: str) -> bool:
+        tried = state.tried.setdefault(node.id, set())
+        if move in tried:
+            return False
+        tried.add(move)
+        return True
+
+    def _next(
+        self,
+        ctx: RefineContext,
+        journal: Journal,
+        state: SearchState,
+        rng: random.Random,
+        pending: list[Proposal],
+    ) -> Proposal | None:
+        compiled = self.compiled(ctx.coder)
+        ranked = self._ranked(journal, state)
+        root = state.nodes[0]
+        # 1. drafts: other model families from the root's plan
+        if compiled and state.drafts < self.num_drafts and root.plan:
+            for move, plan in family_moves(Plan.from_dict(root.plan)):
+                if self._claim(state, root, move):
+                    state.drafts += 1
+                    return Proposal(root, "draft", move, plan=plan)
+        # 2. debugging a failed leaf (AIDE: with probability debug_prob)
+        if self.debug_prob > 0 and rng.random() < self.debug_prob:
+            children = {n.parent for n in state.nodes}
+            for node in state.nodes:
+                depth = int(node.meta.get("debug_depth", 0))
+                if node.status != "ok" and node.id not in children and depth < self.max_debug_depth:
+                    if self._claim(state, node, "debug"):
+                        return Proposal(node, "debug", "repair the failed run")
+        if not ranked:
+            return None
+        # 3. an ensemble of the best nodes of different families, once per set
+        if compiled and self.ensemble_size > 1 and len(ranked) >= 2 and ranked[0].plan:
+            families: dict[str, Node] = {}
+            for node in ranked:
+                if node.plan and node.plan["models"]:
+                    families.setdefault(node.plan["models"][0]["family"], node)
+            members = list(families.values())[: self.ensemble_size]
+            key = tuple(sorted(m.id for m in members))
+            if (
+                len(members) >= 2
+                and key not in state.ensembled
+                and not any(p.kind == "ensemble" for p in pending)
+            ):
+                drafts_done = state.drafts >= self.num_drafts
+                if drafts_done and len(state.nodes) >= min(self.max_nodes - 1, 2 * len(members) + 1):
+                    state.ensembled.add(key)
+                    plan = ensemble_plan(
+                        Plan.from_dict(members[0].plan),  # type: ignore[arg-type]
+                        [Plan.from_dict(m.plan) for m in members[1:]],  # type: ignore[arg-type]
+                        self.ensemble_size,
+                    )
+                    if plan is not None:
+                        names = " + ".join(m.family for m in plan.models)
+                        return Proposal(
+                            members[0], "ensemble", f"ensemble of the best nodes: {names}", plan=plan
+                        )
+        # 4. improve the best node (then the next best when its moves are spent)
+        for node in ranked:
+            if compiled:
+                if not node.plan:
+                    continue
+                for move, plan in improve_moves(Plan.from_dict(node.plan)):
+                    if self._claim(state, node, move):
+                        return Proposal(node, "improve", move, plan=plan)
+            elif self.prompts.get("improve") and self._claim(state, node, f"llm-improve-{len(state.nodes)}"):
+                return Proposal(node, "improve", "an edit the LLM proposed")
+        return None
+
+    # ------------------------------------------------------------------ evaluation
+    def _code(self, proposal: Proposal, ctx: RefineContext, journal: Journal) -> CodeResult | None:
+        coder = ctx.coder
+        if proposal.kind == "debug":
+            previous = CodeResult(
+                code=proposal.parent.code or "", plan=proposal.parent.plan, attempt=proposal.parent.attempt
+            )
+            execution = proposal.parent.execution
+            failure = execution[-1] if isinstance(execution, list) and execution else execution
+            reason = (proposal.parent.validation or {}).get("reasons") or []
+            if isinstance(failure, dict) and proposal.parent.status == "invalid":
+                failure = {**failure, "status": "invalid", "message": next((r for r in reason if r), None)}
+            return coder.repair(previous, failure or proposal.parent.status, ctx.facts)  # type: ignore[union-attr]
+        if proposal.plan is not None:
+            if self.node_time_budget_s is not None:
+                proposal.plan.validation.time_budget_s = float(self.node_time_budget_s)
+            return coder.from_plan(proposal.plan, ctx.facts)  # type: ignore[union-attr]
+        text, usage = self._llm_instruction(proposal, ctx, journal)
+        proposal.instruction, proposal.llm = text, usage
+        return coder.generate(text, ctx.facts)  # type: ignore[union-attr]
+
+    def _evaluate(
+        self,
+        proposal: Proposal,
+        ctx: RefineContext,
+        journal: Journal,
+        runner: Callable[[str, str], RunOutcome],
+        cache: RunCache,
+    ) -> Node | None:
+        try:
+            code = self._code(proposal, ctx, journal)
+        except PipesynthError as err:
+            log.warning("%s: search move %r failed to build: %s", ctx.facts.get("slug"), proposal.move, err)
+            return None
+        if code is None:
+            return None
+        node = journal.add("search", parent=proposal.parent)
+        record_code(node, code)
+        if proposal.llm:
+            node.llm = proposal.llm
+        node.instruction = proposal.instruction or proposal.parent.instruction
+        depth = int(proposal.parent.meta.get("debug_depth", 0)) + (1 if proposal.kind == "debug" else 0)
+        node.meta.update(kind=proposal.kind, move=proposal.move, debug_depth=depth)
+        seen = cache.get(code.code)
+        if seen is not None:
+            same_as, outcome = seen
+            node.meta["same_as"] = same_as
+            node.finish("duplicate", validation=outcome.validation_record(), validation_score=None)
+            return node
+        outcome = runner(code.code, node.id)
+        _finish(node, outcome)
+        cache.put(code.code, node.id, outcome)
+        log.info(
+            "%s: search %s %s -> %s %s",
+            ctx.facts.get("slug"),
+            proposal.kind,
+            proposal.move,
+            outcome.status,
+            outcome.score,
+        )
+        return node
+
+    # ------------------------------------------------------------------ LLM moves
+    def summary(self, journal: Journal, nodes: list[Node]) -> str:
+        """The journal as the LLM sees it: one line per search node (change, status, score)."""
+        lines = []
+        for node in nodes:
+            score = "n/a" if node.validation_score is None else f"{node.validation_score:.6g}"
+            lines.append(
+                f"- {node.id} (from {node.parent}): {node.meta.get('move')} -> {node.status}, {score}"
+            )
+        direction = "higher" if journal.higher_is_better else "lower"
+        return f"Metric {journal.metric} ({direction} is better). Solutions tried so far:\n" + "\n".join(
+            lines
+        )
+
+    def _llm_instruction(
+        self, proposal: Proposal, ctx: RefineContext, journal: Journal
+    ) -> tuple[str, dict[str, Any]]:
+        client = ctx.client
+        if client is None or not self.prompts.get("improve"):
+            raise PipesynthError("an LLM search move needs an LLM and search.prompts.improve", "set llm=...")
+        nodes = [n for n in journal.nodes if n.stage == "search"]
+        values = {
+            "task": task_summary(ctx.facts),
+            "journal": self.summary(journal, nodes),
+            "instruction": proposal.parent.instruction or "",
+            "code": proposal.parent.code or "",
+        }
+        try:
+            content = self.prompts["improve"].format_map(values)
+        except (KeyError, IndexError, ValueError) as err:
+            raise PipesynthError(
+                f"search.prompts.improve has a placeholder that cannot be filled ({err})",
+                f"use only {{{', '.join(sorted(values))}}} (literal braces as {{{{ }}}})",
+            ) from None
+        messages = [{"role": "user", "content": content}]
+        if self.prompts.get("system"):
+            messages.insert(0, {"role": "system", "content": self.prompts["system"]})
+        [answer] = client.complete(
+            [
+                ChatRequest(
+                    messages=tuple(messages),
+                    tag="search.improve",
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                    seed=self.seed + len(nodes),
+                )
+            ]
+        )
+        text = answer.text.strip()
+        if "```" in text:  # an answer that is code: keep the instruction text around it
+            text = text.replace(extract_code(text).strip(), "").strip() or text
+        return text, llm_usage([answer])
+
+
+def load_journal_search(path: str | Path) -> list[dict[str, Any]]:
+    """The search nodes of a saved journal.json (id, parent, kind, move, status, score), in order."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return [
+        {
+            "id": n["id"],
+            "parent": n["parent"],
+            "kind": (n.get("meta") or {}).get("kind"),
+            "move": (n.get("meta") or {}).get("move"),
+            "status": n["status"],
+            "validation_score": n.get("validation_score"),
+        }
+        for n in data["nodes"]
+        if n["stage"] == "search"
+    ]
