@@ -208,3 +208,37 @@ def test_label_reasons(prepared: dict[str, PreparedTask], tmp_path: Path) -> Non
     probs = _perfect(titanic)
     probs["Survived"] = 0.73  # a probability where a label is expected
     _invalid(titanic, _write(probs, tmp_path), "outside the known labels")
+
+
+# ------------------------------------------------------------------ grading never raises
+
+
+def test_class_names_where_a_probability_metric_needs_numbers_are_invalid(
+    prepared: dict[str, PreparedTask], tmp_path: Path
+) -> None:
+    prep = prepared["spooky-author-identification"]
+    sub = _perfect(prep)
+    sub["EAP"] = _answers(prep)["author"]  # the label where its probability belongs
+    _invalid(prep, _write(sub, tmp_path), "non-numeric")
+    # a task whose answers are class names but whose metric scores one number per row (a leaf-style task
+    # configured with its label column as the submission): today's ValueError comes back as a reason
+    labels_as_numbers = PreparedTask(
+        **{**prep.__dict__, "submission_columns": ["author"], "metric": "roc_auc"}
+    )
+    sub = pd.DataFrame({"id": _answers(prep)["id"], "author": 0.5})
+    result = grade(labels_as_numbers, _write(sub, tmp_path, "auc.csv"))
+    assert not result.valid and result.score is None
+    assert "class names" in result.reason and "roc_auc" in result.reason
+
+
+def test_a_grader_defect_is_an_invalid_grade_not_an_exception(
+    prepared: dict[str, PreparedTask], tmp_path: Path
+) -> None:
+    prep = prepared["titanic"]
+    missing = PreparedTask(**{**prep.__dict__, "answers_path": tmp_path / "gone.csv"})
+    result = grade(missing, prep.public_dir / "sample_submission.csv")
+    assert not result.valid and result.reason.startswith("grader error: FileNotFoundError")
+    # the arrays a rating resamples travel with a valid grade, never into its dict
+    valid = grade(prep, prep.public_dir / "sample_submission.csv")
+    assert valid.valid and len(valid.y_true) == len(valid.y_pred) == prep.n_test
+    assert set(valid.to_dict()) == {"score", "valid", "reason", "metric"}

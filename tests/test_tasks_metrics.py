@@ -176,3 +176,39 @@ def test_every_dev_task_metric_has_a_corpus_category(kaggle_dir: Path) -> None:
     metrics = {json.loads(p.read_text())["metric"] for p in kaggle_dir.glob("*/task.json")}
     for name in metrics:
         assert categories_for_metric(name), f"{name}: no corpus category to prompt with"
+
+
+def _bootstrap_cases(rng: np.random.Generator, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    labels = lambda: rng.integers(0, 3, n).astype(str)  # noqa: E731
+    sparse = lambda: rng.random(n) * (rng.random(n) > 0.1)  # noqa: E731 - zeros exercise SMAPE's 0/0 rule
+    return {
+        "accuracy": (labels(), labels()),
+        "micro_f1": (labels(), labels()),
+        "roc_auc": (rng.integers(0, 2, n).astype(float), np.round(rng.random(n), 1)),  # rounded: tied scores
+        "mean_column_roc_auc": (rng.integers(0, 2, (n, 3)).astype(float), np.round(rng.random((n, 3)), 2)),
+        "multiclass_log_loss": (np.eye(3)[rng.integers(0, 3, n)], rng.random((n, 3))),
+        "rmse": (rng.random(n), rng.random(n)),
+        "rmse_log": (rng.random(n) + 0.1, rng.random(n) + 0.1),
+        "rmsle": (rng.random(n), rng.random(n)),
+        "mean_column_rmsle": (rng.random((n, 2)), rng.random((n, 2))),
+        "mae": (rng.random(n), rng.random(n)),
+        "mcrmse": (rng.random((n, 2)), rng.random((n, 2))),
+        "smape": (sparse(), sparse()),
+        "pearson": (rng.random(n), rng.random(n)),
+    }
+
+
+def test_vectorised_bootstrap_equals_scoring_each_resample() -> None:
+    from src.tasks.rating import bootstrap_counts
+
+    rng = np.random.default_rng(0)
+    n = 300
+    cases = _bootstrap_cases(rng, n)
+    assert set(cases) == set(metric_names())  # every metric is covered
+    counts = bootstrap_counts(n, 25, seed=1)
+    assert (counts.sum(axis=1) == n).all()
+    for name, (t, p) in cases.items():
+        metric = get_metric(name)
+        assert metric.resampled is not None, name
+        one_by_one = [metric(t[np.repeat(np.arange(n), c)], p[np.repeat(np.arange(n), c)]) for c in counts]
+        np.testing.assert_allclose(metric.bootstrap(t, p, counts), one_by_one, rtol=1e-9, atol=1e-12)

@@ -20,7 +20,7 @@ from src.tasks.registry import Task, load_suite, load_task
 
 PUBLIC_FACTS = {
     "slug", "title", "data_type", "task_type", "id_column", "targets", "submission_columns", "metric",
-    "higher_is_better",
+    "higher_is_better", "split",
 }  # fmt: skip
 
 
@@ -365,3 +365,22 @@ def test_bad_splitter_config_is_one_clear_error(kaggle_dir: Path, tmp_path: Path
     task.split = {"_target_": "src.tasks.prepare.NoSuchSplit"}
     with pytest.raises(PipesynthError, match="cannot build its splitter"):
         prepare_task(task, tmp_path)
+
+
+def test_public_split_facts_say_how_the_test_was_carved(dev: dict[str, tuple[Task, PreparedTask]]) -> None:
+    facts = {slug: json.loads((prep.public_dir / "task.json").read_text()) for slug, (_, prep) in dev.items()}
+    assert facts["titanic"]["split"] == {"kind": "stratified", "group_column": None, "time_columns": []}
+    assert facts["house-prices-advanced-regression-techniques"]["split"]["kind"] == "random"
+    assert facts["bike-sharing-demand"]["split"] == {
+        "kind": "time", "group_column": None, "time_columns": ["datetime"]
+    }  # fmt: skip
+    spaceship = facts["spaceship-titanic"]["split"]
+    assert spaceship["kind"] == "group" and spaceship["group_column"] == "PassengerId"
+    assert spaceship["group_pattern"] == "^([^_]+)_"  # the group is gggg of gggg_pp
+    insults = facts["detecting-insults-in-social-commentary"]["split"]
+    assert insults["kind"] == "stratified" and insults["official_test"] is True
+    # the per-class columns are listed as classes only where the metric scores one column per class
+    assert facts["spooky-author-identification"]["classes"] == ["EAP", "HPL", "MWS"]
+    assert not any("classes" in f for slug, f in facts.items() if slug != "spooky-author-identification")
+    for slug, (_, prep) in dev.items():  # the manifest keeps the same facts
+        assert json.loads(prep.manifest_path.read_text())["split"] == facts[slug]["split"], slug

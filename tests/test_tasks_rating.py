@@ -123,3 +123,61 @@ def test_leaderboard_against_the_declared_direction_is_flagged(kaggle_dir: Path,
     rating = rate(load_task(tmp_path, "titanic", overrides_dir=None), 0.62)
     assert any("contradicts" in f for f in rating.flags)
     assert rating.position == 2  # the declared direction still decides
+
+
+# ------------------------------------------------------------------ uncertainty (bootstrap of the test rows)
+
+
+def _s3e18(kaggle_dir: Path):  # noqa: ANN202
+    # a clean leaderboard (mean column AUC, 1,047 teams) and a synthetic submission of known quality
+    task = load_task(kaggle_dir, "playground-series-s3e18")
+    rng = np.random.default_rng(0)
+    n = 4000
+    y_true = rng.integers(0, 2, (n, 2)).astype(float)
+    y_pred = np.clip(y_true * 0.13 + rng.random((n, 2)) * 0.87, 0, 1)  # AUC about 0.645: mid-board
+    return task, get_metric(task.metric), y_true, y_pred
+
+
+def test_bootstrap_interval_holds_the_point_and_narrows_with_more_rows(kaggle_dir: Path) -> None:
+    from src.tasks.rating import bootstrap_scores
+
+    task, metric, y_true, y_pred = _s3e18(kaggle_dir)
+    score = metric(y_true, y_pred)
+    widths = []
+    for n in (500, 2000, 4000):
+        samples = bootstrap_scores(metric, y_true[:n], y_pred[:n], n_resamples=400, seed=0)
+        assert len(samples) == 400
+        rating = rate(task, metric(y_true[:n], y_pred[:n]), samples)
+        assert rating.position_low <= rating.position <= rating.position_high
+        assert rating.score_low >= rating.score_high  # higher is better: the best end first
+        assert sum(rating.medal_probs.values()) == pytest.approx(1.0)
+        widths.append(rating.position_high - rating.position_low)
+    assert widths[0] > widths[1] > widths[2] > 0
+    # seeded: the same resamples give the same interval; another seed a (slightly) different one
+    again = bootstrap_scores(metric, y_true, y_pred, n_resamples=400, seed=0)
+    np.testing.assert_array_equal(again, bootstrap_scores(metric, y_true, y_pred, n_resamples=400, seed=0))
+    assert not np.array_equal(again, bootstrap_scores(metric, y_true, y_pred, n_resamples=400, seed=1))
+    assert rate(task, score).position_low is None  # no samples: a point rating, as before
+
+
+def test_a_medal_is_certain_only_when_the_whole_interval_is_in_its_band(kaggle_dir: Path) -> None:
+    task, metric, _, _ = _s3e18(kaggle_dir)
+    board = rate(task, 0.5)
+    gold, bronze = board.thresholds["gold"], board.thresholds["bronze"]
+    assert gold > bronze
+    tight = rate(task, gold + 0.01, np.full(200, gold + 0.01))
+    assert tight.medal == "gold" and tight.medal_certain and tight.medal_probs["gold"] == 1.0
+    straddling = rate(task, gold, np.linspace(bronze - 0.01, gold + 0.01, 201))
+    assert straddling.medal == "gold" and straddling.medal_certain is False
+    assert 0 < straddling.medal_probs["gold"] < 1 and straddling.medal_probs["none"] > 0
+    assert straddling.position_high > medal_positions(straddling.teams)["bronze"]
+    assert "[" in str(straddling) and "p=" in str(straddling)
+    far = rate(task, 0.5, np.full(50, 0.5))
+    assert far.medal is None and far.medal_certain and far.medal_probs["none"] == 1.0
+
+
+def test_lower_is_better_interval_runs_the_right_way(kaggle_dir: Path) -> None:
+    task = load_task(kaggle_dir, "nomad2018-predict-transparent-conductors")
+    rating = rate(task, 0.07, np.random.default_rng(0).normal(0.07, 0.004, 500))
+    assert rating.score_low < rating.score_high  # lower is better: the best end is the smaller score
+    assert rating.position_low < rating.position < rating.position_high

@@ -231,12 +231,15 @@ def table_reader(task: Task) -> RawReader:
 
 
 def _join(task: Task, frame: pd.DataFrame, spec: dict[str, Any], read: RawReader) -> pd.DataFrame:
-    """Left-join one extra table onto `frame` by key column(s): `{file, on, columns (optional)}`."""
+    """Left-join one extra table onto `frame` by key column(s): `{file, key, columns (optional)}`.
+
+    (`key`, not `on`: YAML 1.1 reads a bare `on` as the boolean true.)
+    """
     fix = f"fix files.join in conf/task_overrides/{task.slug}.yaml"
-    if not isinstance(spec, dict) or not spec.get("file") or not spec.get("on"):
-        raise PipesynthError(f"task '{task.slug}': files.join entry {spec} needs `file` and `on`", fix)
+    if not isinstance(spec, dict) or not spec.get("file") or not spec.get("key"):
+        raise PipesynthError(f"task '{task.slug}': files.join entry {spec} needs `file` and `key`", fix)
     name = str(spec["file"])
-    keys = [spec["on"]] if isinstance(spec["on"], str) else [str(k) for k in spec["on"]]
+    keys = [spec["key"]] if isinstance(spec["key"], str) else [str(k) for k in spec["key"]]
     extra = read(name)
     for side, table in (("the main table", frame), (name, extra)):
         absent = [k for k in keys if k not in table.columns]

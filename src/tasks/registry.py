@@ -39,7 +39,7 @@ DEFAULT_FILES: dict[str, Any] = {
     "test": "test.csv",  # Kaggle's unlabelled test: its columns say which features a solution may see
     "sample_submission": None,  # None: the one raw/*ubmission*.csv, if any
     "copy": [],  # label-free extra files copied into public/ as they are (e.g. a data dictionary)
-    # extra tables left-joined by key onto train and test before the split: [{file, on, columns (optional)}]
+    # extra tables left-joined by key onto train and test before the split: [{file, key, columns (optional)}]
     "join": [],
     # how a raw table is read, by file extension (an override adds or replaces single extensions)
     "readers": {
