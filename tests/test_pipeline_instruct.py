@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from src.config import REPO_ROOT
 from src.corpus.metric_categories import load_metric_categories
 from src.corpus.prompts import build_template
+from src.errors import PipesynthError
 from src.llm import ChatRequest, Completion
 from src.llm.scripted import ScriptedClient
 from src.pipeline.instruct import InstructionGenerator, plain_description, task_prompt_fields
@@ -167,3 +168,129 @@ def test_descriptions_become_plain_text_like_the_corpus() -> None:
     assert plain_description(markdown) == "Description Ahoy, welcome! Join our Discord and read train.csv."
     prompt = _generator(k=1).prompts(FACTS, markdown)[0]
     assert "Problem: Description Ahoy, welcome! Join our Discord and read train.csv. [/INST]" in prompt
+
+
+# ------------------------------------------------------------------ section-guided sampling, retrieval, vote
+SECTIONS = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "prompt" / "sections" / "corpus.yaml"))
+
+
+class FakeRetriever:
+    """Fixed neighbours: two example instructions, one retrieved candidate, a voted family."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def guidance(
+        self, facts: dict, description: str, data_type: str, metric: str, retrieval: str, decide: str
+    ):
+        from src.pipeline.instruct import Guidance
+
+        self.calls.append((retrieval, decide))
+        return Guidance(
+            examples=["Data preprocessing:\n- scale\nModel architecture:\n- SVM\nModel training:\n- fit"]
+            if retrieval == "context"
+            else [],
+            candidates=[{"text": GOOD, "competition": "c1", "similarity": 0.8}]
+            if retrieval == "candidates"
+            else [],
+            family="gbdt" if decide == "vote" else None,
+            phrase="gradient-boosted decision trees (LightGBM)" if decide == "vote" else None,
+            settings={"n_estimators": 500} if decide == "vote" else {},
+            meta={"excluded_competitions": ["toy-competition"], "neighbours": [{"competition": "c1"}]},
+        )
+
+
+def test_guided_sampling_writes_the_headings_one_batch_per_section() -> None:
+    # the model rambles on into its own headings: its body is cut there, the sampler writes the next heading
+    client = CountingClient(lambda r: " step one\nstep two\nModel training:\n- copied heading")
+    gen = _generator(k=3, sampling="guided", sections=SECTIONS)
+    journal = Journal("toy", "roc_auc", True)
+    candidates = gen.generate(client, FACTS, "Predict y.", journal)
+    assert len(client.batches) == 3  # one call per section, all three ranks in it
+    assert [len(b) for b in client.batches] == [3, 3, 3]
+    assert [b[0].prefix for b in client.batches][0] == " Data preprocessing:"  # figure4's completion lead
+    last = client.batches[2][1]
+    assert last.prefix.startswith(" Data preprocessing: step one\nstep two\n\nModel architecture:")
+    assert last.prefix.endswith("Model training:") and last.max_tokens == 64
+    assert "\nModel training:" in last.stop and "[INST]" in last.stop
+    for c in candidates:
+        assert c.instruction.is_complete and not c.fallback
+        assert "copied heading" not in c.text and c.text.count("Model training:") == 1
+    assert journal.meta["instruction_stage"]["sampling"] == "guided"
+
+
+def test_guided_sampling_is_well_formed_even_from_the_random_tiny_model(tmp_path: Path) -> None:
+    from src.llm.local import LocalClient
+    from src.training.base_models import load_base_model
+
+    model, tok = load_base_model(OmegaConf.load(REPO_ROOT / "conf" / "model" / "tiny_llama.yaml"), None)
+    client = LocalClient.from_pretrained(model, tok, name="tiny", device="cpu")
+    small = {**SECTIONS, "headings": {k: {**v, "max_tokens": 12} for k, v in SECTIONS["headings"].items()}}
+    journal = Journal("toy", "roc_auc", True)
+    gen = _generator(k=2, sampling="guided", sections=small, min_chars=0, max_resample=0)
+    candidates = gen.generate(client, FACTS, "Predict y from x.", journal)
+    assert all(c.instruction.is_complete and not c.fallback for c in candidates)
+    free = _generator(k=2, sampling="free", max_tokens=36, min_chars=0, max_resample=0)
+    assert not any(
+        c.instruction.is_complete for c in free.generate(client, FACTS, "Predict y.", Journal("t", "m", True))
+    )
+
+
+def test_vote_writes_the_family_into_the_architecture_section() -> None:
+    client = CountingClient(lambda r: " - as said")
+    retriever = FakeRetriever()
+    gen = _generator(k=2, sampling="guided", sections=SECTIONS, decide="vote", retriever=retriever)
+    journal = Journal("toy", "roc_auc", True)
+    candidates = gen.generate(client, FACTS, "Predict y.", journal)
+    arch = client.batches[1][0].prefix
+    assert arch.endswith("Model architecture: gradient-boosted decision trees (LightGBM) (n_estimators=500)")
+    assert "LightGBM" in candidates[0].instruction.architecture
+    stage = journal.meta["instruction_stage"]
+    assert stage["decide"] == "vote" and stage["voted_family"] == "gbdt"
+    assert stage["excluded_competitions"] == ["toy-competition"]
+
+
+def test_context_examples_precede_the_request_and_candidates_join_the_options() -> None:
+    client = CountingClient(lambda r: GOOD)
+    gen = _generator(k=2, retrieval="context", retriever=FakeRetriever())
+    journal = Journal("toy", "roc_auc", True)
+    gen.generate(client, FACTS, "Predict y.", journal)
+    prompt = client.batches[0][0].prompt
+    assert prompt.index("### Example 1\nData preprocessing:\n- scale") < prompt.index("[INST]")
+    assert "### Example" in client.batches[0][0].stop  # a sample that starts another example ends there
+
+    gen = _generator(k=2, retrieval="candidates", retriever=FakeRetriever())
+    journal = Journal("toy", "roc_auc", True)
+    candidates = gen.generate(CountingClient(lambda r: GOOD), FACTS, "Predict y.", journal)
+    assert [(c.rank, c.source) for c in candidates] == [(1, "model"), (2, "model"), (3, "retrieved")]
+    node = journal[candidates[2].node_id]
+    assert node.meta["source"] == "retrieved" and node.meta["competition"] == "c1"
+
+
+def test_bad_instruction_stage_settings_are_one_clear_error() -> None:
+    with pytest.raises(PipesynthError, match="needs sampling=guided"):
+        _generator(decide="vote", retriever=FakeRetriever())
+    with pytest.raises(PipesynthError, match="need the corpus index"):
+        _generator(retrieval="context")
+    with pytest.raises(PipesynthError, match="unknown sampling"):
+        _generator(sampling="beam")
+    with pytest.raises(PipesynthError, match="core section"):
+        _generator(
+            sampling="guided", sections={"headings": {"preprocessing": {"text": "Data:", "max_tokens": 5}}}
+        )
+
+
+def test_corpus_retriever_excludes_the_task_itself(corpus_csv: Path, kaggle_dir: Path) -> None:
+    from src.pipeline.instruct import build_retriever
+
+    tfidf = {"_target_": "src.corpus.retrieval.TfidfEmbedder"}
+    retrieval = {"mode": "candidates", "embedder": tfidf, "n_candidates": 2, "corpus_path": str(corpus_csv)}
+    cfg = {"retrieval": retrieval}
+    retriever = build_retriever(cfg)
+    facts = json.loads((kaggle_dir / "titanic" / "task.json").read_text())
+    description = (kaggle_dir / "titanic" / "description.md").read_text()
+    guidance = retriever.guidance(facts, description, "tabular data", "accuracy", "candidates", "model")
+    excluded = guidance.meta["excluded_competitions"]
+    assert excluded and len(guidance.candidates) == 2
+    assert not set(excluded) & {c["competition"] for c in guidance.candidates}
+    assert all("titanic" not in c["text"].lower() for c in guidance.candidates)

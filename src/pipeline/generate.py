@@ -39,7 +39,13 @@ from src.corpus.prompts import build_template
 from src.errors import PipesynthError
 from src.llm import build_client
 from src.pipeline.coder_base import Coder, CodeResult
-from src.pipeline.instruct import InstructionGenerator, inner_client, tokenizer_of
+from src.pipeline.instruct import (
+    InstructionGenerator,
+    build_retriever,
+    context_format,
+    inner_client,
+    tokenizer_of,
+)
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
 from src.pipeline.repair import Attempted, PublicRunner, record_code, run_with_repair
@@ -239,6 +245,12 @@ class Pipeline:
             max_prompt_tokens=cfg.get("max_prompt_tokens"),
             max_description_chars=cfg.get("max_description_chars", 4000),
             seed=int(cfg.get("seed", 0)),
+            sampling=str(cfg.get("sampling", "free")),
+            sections=OmegaConf.to_container(cfg.sections, resolve=True) if cfg.get("sections") else None,
+            retrieval=str((cfg.get("retrieval") or {}).get("mode", "none")),
+            decide=str((cfg.get("decide") or {}).get("mode", "model")),
+            retriever=build_retriever(cfg),
+            context_format=context_format(cfg.get("context")),
         )
         sandbox_kwargs = {}
         if cfg.get("run_timeout_s"):
@@ -261,6 +273,9 @@ class Pipeline:
                 "k": instructor.k,
                 "temperature": instructor.temperature,
                 "max_resample": instructor.max_resample,
+                "sampling": instructor.sampling,
+                "retrieval": instructor.retrieval,
+                "decide": instructor.decide,
                 "repair_rounds": int(cfg.get("repair_rounds", 2)),
                 "verify": str(cfg.get("verify", "auto")),
                 "search": (cfg.get("search") or {}).get("name"),

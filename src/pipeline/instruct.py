@@ -11,6 +11,21 @@ latency for each round). Every attempt is a journal node. When every
 attempt of a rank fails, the most complete attempt is kept and marked `fallback` — the coders cope with
 garbage (the compiler falls back to the data type's default plan).
 
+Sampling (`sampling`): `free` lets the model write the whole answer (the paper; an ablation now). `guided`
+(format by construction) writes each core heading itself ("Data preprocessing:", ... from `sections`, data in
+conf/prompt/sections/) and lets the model fill that section until the next heading, the end of text or the
+section's token budget: one batched call per section for all pending ranks, the request's `prefix` holding
+everything written so far. A section's body is cut where the model starts another heading, so every sample
+has all core sections unless the model writes nothing at all into one.
+
+Retrieval (`retrieval`, via a `Retriever`, see `CorpusRetriever`): `none`; `context` puts the top instructions
+of several nearest corpus competitions (task names stripped) before the request as examples (the text around
+them is data: conf/prompt/context/), with stop strings at a new example; `candidates` adds the nearest
+competitions' rank-1 instructions after the k model ranks as extra options (journal `meta.source=retrieved`).
+Who decides the model family (`decide`): `model`, or `vote` — the neighbours' and the corpus majority's vote
+picks the family and the guided sampler writes "Model architecture: <family phrase>" itself, the model writing
+the rest around it. Every choice and every excluded competition goes into `journal.meta["instruction_stage"]`.
+
 Descriptions are turned into plain text (`plain_description`: no markdown, no emoji), like the corpus's. The
 description is the only part of the prompt that may be shortened, as in training: to `max_prompt_tokens`
 with the model's tokenizer when the client has one (local models), else to `max_description_chars`.
@@ -22,12 +37,14 @@ import logging
 import re
 import time
 import unicodedata
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from src.corpus.instruction import Instruction, parse_instruction
+from src.corpus.instruction import CORE_SECTIONS, Instruction, parse_instruction
 from src.corpus.metric_categories import MetricCategories
 from src.corpus.prompts import PromptTemplate, to_corpus_data_type
+from src.errors import PipesynthError
 from src.llm import ChatRequest, Completion
 from src.pipeline.journal import Journal, Node, llm_usage
 
@@ -48,6 +65,7 @@ class Candidate:
     node_id: str
     attempts: int
     fallback: bool = False
+    source: str = "model"  # "model" | "retrieved" (retrieval=candidates: a corpus neighbour's rank-1 text)
 
     @property
     def sections(self) -> dict[str, str | None]:
@@ -133,6 +151,251 @@ def well_formed(instruction: Instruction, min_chars: int = 0) -> bool:
     return instruction.is_complete and len(instruction.text) >= min_chars
 
 
+SAMPLING_MODES = ("free", "guided")
+RETRIEVAL_MODES = ("none", "context", "candidates")
+DECIDE_MODES = ("model", "vote")
+
+
+@dataclass(frozen=True)
+class GuidedSection:
+    """One heading the guided sampler writes itself, and the token budget of the body the model writes."""
+
+    key: str
+    heading: str
+    max_tokens: int
+
+
+def guided_sections(cfg: Mapping[str, Any] | None) -> list[GuidedSection]:
+    """The `sections.headings` mapping (key -> {text, max_tokens}) as an ordered list; it must cover the core
+    sections, since a guided sample is well formed by construction only if the sampler writes all of them."""
+    headings = dict((cfg or {}).get("headings") or {})
+    out = [
+        GuidedSection(str(key), str(v["text"]), int(v["max_tokens"]))
+        for key, v in headings.items()
+        if v is not None
+    ]
+    missing = [k for k in CORE_SECTIONS if k not in {s.key for s in out}]
+    bad = [s.heading for s in out if parse_instruction(f"{s.heading}\nx").missing == CORE_SECTIONS]
+    if missing or bad or any(s.max_tokens < 1 for s in out):
+        raise PipesynthError(
+            f"guided sampling needs a heading with a positive max_tokens for each core section {CORE_SECTIONS}; "
+            f"missing {missing}, unrecognised headings {bad}",
+            "see conf/prompt/sections/corpus.yaml (headings: {preprocessing: {text: 'Data preprocessing:', "
+            "max_tokens: 96}, ...})",
+        )
+    return out
+
+
+@dataclass
+class Guidance:
+    """What retrieval and the family vote contribute to one task's instructions (all of it is journaled)."""
+
+    examples: list[str] = field(default_factory=list)  # few-shot instruction texts (retrieval=context)
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # {text, competition, similarity}
+    family: str | None = None  # decide=vote: the family the instruction is written around
+    phrase: str | None = None  # how the instruction names it
+    settings: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # neighbours, ballots, excluded competitions
+
+
+class Retriever(Protocol):
+    """Looks up corpus neighbours (and the family vote) for one task."""
+
+    def guidance(
+        self,
+        facts: dict[str, Any],
+        description: str,
+        data_type: str,
+        metric_category: str,
+        retrieval: str,
+        decide: str,
+    ) -> Guidance: ...
+
+
+class CorpusRetriever:
+    """The corpus index (src/corpus/retrieval.py) behind a `Retriever`: nearest competitions (names stripped by
+    the index), the evaluated task's own competitions excluded (src/corpus/contamination.py, unless
+    `exclude_task=false`), and the family vote of the neighbours and the corpus majority.
+
+    `rows`: corpus rows (competition, description, data_type, metric_category, rank, instruction).
+    """
+
+    def __init__(
+        self,
+        cfg_retrieval: Mapping[str, Any],
+        rows: Any,
+        vote: Mapping[str, Any] | None = None,
+        exclusion: Any = None,
+    ) -> None:
+        from src.corpus.retrieval import CorpusIndex
+
+        self.rows = rows
+        self.index = CorpusIndex.from_config(cfg_retrieval, rows, exclusion)
+        self.n_examples = int(cfg_retrieval.get("n_neighbours", 3))
+        self.n_candidates = int(cfg_retrieval.get("n_candidates", 2))
+        self.n_vote = int(cfg_retrieval.get("n_vote", 5))
+        self.max_example_chars = int(cfg_retrieval.get("max_example_chars", 700))
+        self.exclude_task = bool(cfg_retrieval.get("exclude_task", True))
+        self.max_settings = int((vote or {}).get("max_settings", 3))
+        self.vote_kwargs = {
+            k: (tuple(v) if k == "rank_weights" else float(v))
+            for k, v in dict(vote or {}).items()
+            if k in ("rank_weights", "majority_weight", "similarity_power")
+        }
+
+    def excluded(self, facts: dict[str, Any], description: str) -> tuple[list[str], dict[str, Any]]:
+        """The corpus competitions that are this task (contamination), with the per-task row count."""
+        if not self.exclude_task:
+            return [], {"opt_out": True}
+        from src.corpus.contamination import TaskText, exclusion_for_tasks
+
+        slug = str(facts.get("slug", "task"))
+        task = TaskText(slug=slug, title=str(facts.get("title") or slug), description=description)
+        exclusion = exclusion_for_tasks([task], self.rows)
+        return sorted(exclusion.competitions), {"rows_removed": dict(exclusion.report)}
+
+    def guidance(
+        self,
+        facts: dict[str, Any],
+        description: str,
+        data_type: str,
+        metric_category: str,
+        retrieval: str,
+        decide: str,
+    ) -> Guidance:
+        from src.corpus.families import family_phrase
+        from src.corpus.retrieval import vote_family
+
+        excluded, report = self.excluded(facts, description)
+        excluded = sorted(set(excluded) | set(self.index.exclusion.competitions))
+        wanted = {"context": self.n_examples, "candidates": self.n_candidates}.get(retrieval, 0)
+        n = max(wanted, self.n_vote if decide == "vote" else 0, 1)
+        neighbours = self.index.nearest(
+            plain_description(description), data_type, metric_category, n=n, exclude_competitions=excluded
+        )
+        out = Guidance(
+            meta={
+                "excluded_competitions": excluded,
+                "exclusion": report,
+                "neighbours": [
+                    {
+                        "competition": nb.competition,
+                        "similarity": round(float(nb.similarity), 4),
+                        "families": list(nb.families[:3]),
+                    }
+                    for nb in neighbours
+                ],
+            }
+        )
+        if retrieval == "context":
+            out.examples = [
+                cut_words(nb.instructions[0], self.max_example_chars)
+                for nb in neighbours[: self.n_examples]
+                if nb.instructions
+            ]
+        elif retrieval == "candidates":
+            out.candidates = [
+                {
+                    "text": nb.instructions[0],
+                    "competition": nb.competition,
+                    "similarity": float(nb.similarity),
+                }
+                for nb in neighbours[: self.n_candidates]
+                if nb.instructions
+            ]
+        if decide == "vote":
+            majority = self.index.majority(data_type, metric_category, exclude_competitions=excluded)
+            vote = vote_family(neighbours, majority, **self.vote_kwargs)
+            out.family = vote.family
+            out.settings = dict(list((vote.settings or {}).items())[: self.max_settings])
+            out.phrase = family_phrase(vote.family) if vote.family else None
+            out.meta["vote"] = {**vote.as_dict(), "majority": majority}
+        return out
+
+
+@dataclass(frozen=True)
+class ContextFormat:
+    """How retrieved examples are written before the request (data: conf/prompt/context/*.yaml)."""
+
+    header: str = "Instructions written for similar problems:"
+    example: str = "### Example {n}\n{instruction}"
+    footer: str = "### Now the instruction for this problem"
+    stop: tuple[str, ...] = ("### Example", "### Now")
+
+    def render(self, examples: Sequence[str]) -> str:
+        blocks = [self.example.format(n=i, instruction=text.strip()) for i, text in enumerate(examples, 1)]
+        return "\n\n".join([self.header, *blocks, self.footer]) + "\n\n"
+
+
+def build_retriever(cfg: Mapping[str, Any]) -> CorpusRetriever | None:
+    """The corpus retriever a generation config asks for (`retrieval.mode` != none or `decide.mode` == vote),
+    from the corpus at `retrieval.corpus_path`; the index leaves out the suites/tasks of `retrieval.exclude_*`."""
+    retrieval = cfg.get("retrieval") or {}
+    decide = cfg.get("decide") or {}
+    if retrieval.get("mode", "none") == "none" and decide.get("mode", "model") != "vote":
+        return None
+    path = retrieval.get("corpus_path")
+    if not path:
+        raise PipesynthError(
+            "retrieval / decide=vote need the corpus, and `retrieval.corpus_path` is not set",
+            "set retrieval.corpus_path=${paths.corpus_path} (the Linguacodus CSV), see conf/retrieval/",
+        )
+    from src.corpus.contamination import exclusion_from_config
+    from src.corpus.linguacodus import load_linguacodus
+
+    rows = load_linguacodus(path)[0].to_pandas()
+    exclusion = exclusion_from_config(retrieval, rows, retrieval.get("data_dir") or ".")
+    return CorpusRetriever(retrieval, rows, vote=decide, exclusion=exclusion)
+
+
+def context_format(cfg: Mapping[str, Any] | None) -> ContextFormat:
+    """A ContextFormat from a `context` config node (conf/prompt/context/*.yaml); the defaults when absent."""
+    if not cfg:
+        return ContextFormat()
+    data = dict(cfg)
+    return ContextFormat(
+        header=str(data.get("header", ContextFormat.header)),
+        example=str(data.get("example", ContextFormat.example)),
+        footer=str(data.get("footer", ContextFormat.footer)),
+        stop=tuple(data.get("stop") or ContextFormat.stop),
+    )
+
+
+def render_with_context(
+    template: PromptTemplate, context: str, description: str, data_type: str, category: str, rank: int
+) -> str:
+    """The request with `context` before it: in the user turn for a chat template, before the text otherwise."""
+    if not context:
+        return template.render_prompt(description, data_type, category, rank)
+    if template.requires_tokenizer:
+        request = PromptTemplate.render_prompt(template, description, data_type, category, rank)
+        messages = template._messages(context + request)  # type: ignore[attr-defined]
+        return template._tok().apply_chat_template(  # type: ignore[attr-defined]
+            messages, tokenize=False, add_generation_prompt=True
+        )
+    return context + template.render_prompt(description, data_type, category, rank)
+
+
+def _finish_body(text: str, finish_reason: str) -> str:
+    """A body cut at its budget ends at its last complete line or sentence, when that keeps most of it."""
+    text = text.rstrip()
+    if finish_reason != "length":
+        return text
+    cut = max(text.rfind("\n"), text.rfind(". ") + 1 if ". " in text else -1)
+    if text.endswith("."):
+        return text
+    return text[:cut].rstrip() if cut > len(text) // 2 else text
+
+
+def section_body(heading: str, key: str, text: str) -> str:
+    """The body the model wrote after `heading`, up to where it began another section's heading."""
+    parsed = parse_instruction(f"{heading}{text}")
+    if parsed.sections and key in parsed.sections[0].keys:
+        return parsed.sections[0].body
+    # the model wrote a heading-less body that parse_instruction cannot attribute: keep its text
+    return text.strip()
+
+
 class InstructionGenerator:
     """Top-k ranked instructions for a task (see the module docstring). Built from the generate config."""
 
@@ -149,12 +412,34 @@ class InstructionGenerator:
         max_description_chars: int | None = 4000,
         min_chars: int = 40,
         seed: int = 0,
+        sampling: str = "free",
+        sections: Mapping[str, Any] | None = None,
+        retrieval: str = "none",
+        decide: str = "model",
+        retriever: Retriever | None = None,
+        context_format: ContextFormat | None = None,
     ) -> None:
         if k < 1:
-            from src.errors import PipesynthError
-
             raise PipesynthError(
                 f"k={k}: at least one instruction is needed", "set k=3 (the paper's setting)"
+            )
+        for name, value, allowed in (
+            ("sampling", sampling, SAMPLING_MODES),
+            ("retrieval.mode", retrieval, RETRIEVAL_MODES),
+            ("decide.mode", decide, DECIDE_MODES),
+        ):
+            if value not in allowed:
+                raise PipesynthError(f"unknown {name} {value!r}", f"use one of {', '.join(allowed)}")
+        if decide == "vote" and sampling != "guided":
+            raise PipesynthError(
+                "decide=vote writes the voted family into the Model architecture section, which needs "
+                "sampling=guided",
+                "set sampling=guided (or decide=model)",
+            )
+        if (retrieval != "none" or decide == "vote") and retriever is None:
+            raise PipesynthError(
+                f"retrieval={retrieval} / decide={decide} need the corpus index, and none was built",
+                "set paths.corpus_path to the corpus CSV, or retrieval=none decide=model",
             )
         self.template = template
         self.categories = categories
@@ -167,9 +452,36 @@ class InstructionGenerator:
         self.max_description_chars = max_description_chars
         self.min_chars = int(min_chars)
         self.seed = int(seed)
+        self.sampling = sampling
+        self.sections_cfg = dict(sections or {})
+        self.sections = guided_sections(sections) if sampling == "guided" else []
+        self.retrieval = retrieval
+        self.decide = decide
+        self.retriever = retriever
+        self.context_format = context_format or ContextFormat()
+        # the text the training completion puts before the instruction (figure4: one space)
+        self.lead = template.completion.split("{instruction}", 1)[0]
 
-    def prompts(self, facts: dict[str, Any], description: str, tokenizer: Any = None) -> list[str]:
-        """The k prompts (rank 1..k), the description fitted to the budget."""
+    def settings(self) -> dict[str, Any]:
+        """The instruction stage's choices, as journaled."""
+        out: dict[str, Any] = {
+            "sampling": self.sampling,
+            "retrieval": self.retrieval,
+            "decide": self.decide,
+            "k": self.k,
+            "temperature": self.temperature,
+            "prompt": self.template.name,
+        }
+        if self.sections:
+            out["sections"] = {
+                s.key: {"heading": s.heading, "max_tokens": s.max_tokens} for s in self.sections
+            }
+        return out
+
+    def prompts(
+        self, facts: dict[str, Any], description: str, tokenizer: Any = None, context: str = ""
+    ) -> list[str]:
+        """The k prompts (rank 1..k), the description fitted to the budget, `context` before each request."""
         data_type, category = task_prompt_fields(facts, self.categories)
         description = plain_description(description)
         prompts = []
@@ -181,17 +493,81 @@ class InstructionGenerator:
                 )
             elif self.max_description_chars:
                 desc = cut_words(description, int(self.max_description_chars))
-            prompts.append(self.template.render_prompt(desc, data_type, category, rank))
+            prompts.append(render_with_context(self.template, context, desc, data_type, category, rank))
         return prompts
 
-    def _request(self, prompt: str, rank: int, attempt: int, seed: int) -> ChatRequest:
+    def _request(self, prompt: str, rank: int, attempt: int, seed: int, **extra: Any) -> ChatRequest:
+        tag = extra.pop("tag", "")
         return ChatRequest(
             prompt=prompt,
             temperature=self.temperature,
-            max_tokens=self.max_tokens,
+            max_tokens=extra.pop("max_tokens", self.max_tokens),
             seed=seed + attempt * RESAMPLE_SEED_STRIDE,
-            tag=f"instruct.rank{rank}" + (f".resample{attempt}" if attempt else ""),
+            tag=f"instruct.rank{rank}" + (f".resample{attempt}" if attempt else "") + tag,
+            **extra,
         )
+
+    def _stops(self, guidance: Guidance) -> tuple[str, ...]:
+        stops = list(self.sections_cfg.get("stop") or ())
+        if guidance.examples:
+            stops += list(self.context_format.stop)
+        return tuple(dict.fromkeys(s for s in stops if s))
+
+    def _free_round(
+        self, client: Any, prompts: list[str], ranks: list[int], attempt: int, seed: int, guidance: Guidance
+    ) -> list[tuple[str, str, list[Completion], int]]:
+        stop = self._stops(guidance) or None
+        requests = [self._request(prompts[r - 1], r, attempt, seed, stop=stop) for r in ranks]
+        completions: list[Completion] = client.complete(requests)
+        return [
+            (c.text.strip(), c.finish_reason, [c], req.seed or 0)
+            for req, c in zip(requests, completions, strict=True)
+        ]
+
+    def _guided_round(
+        self, client: Any, prompts: list[str], ranks: list[int], attempt: int, seed: int, guidance: Guidance
+    ) -> list[tuple[str, str, list[Completion], int]]:
+        """Every pending rank section by section: the sampler writes the heading, the model the body; one
+        batched call per section for all ranks."""
+        written = {r: "" for r in ranks}
+        used: dict[int, list[Completion]] = {r: [] for r in ranks}
+        finish = {r: "stop" for r in ranks}
+        other = [s.heading for s in self.sections]
+        stops = self._stops(guidance)
+        for section in self.sections:
+            given = ""
+            if section.key == "architecture" and guidance.phrase:
+                settings = ", ".join(f"{k}={v}" for k, v in guidance.settings.items())
+                given = f" {guidance.phrase}" + (f" ({settings})" if settings else "")
+            heads = {r: (written[r] + "\n\n" if written[r] else "") + section.heading + given for r in ranks}
+            # stop where the model starts any section heading itself (the sampler writes them)
+            stop = tuple(dict.fromkeys([*(f"\n{h}" for h in other), *stops]))
+            requests = [
+                self._request(
+                    prompts[r - 1],
+                    r,
+                    attempt,
+                    seed,
+                    prefix=self.lead + heads[r],
+                    max_tokens=section.max_tokens,
+                    stop=stop,
+                    tag=f".{section.key}",
+                )
+                for r in ranks
+            ]
+            completions: list[Completion] = client.complete(requests)
+            for r, c in zip(ranks, completions, strict=True):
+                text = given + _finish_body(c.text, c.finish_reason)
+                body = section_body(section.heading, section.key, text)
+                joiner = "\n" if text.lstrip(" ").startswith("\n") else " "
+                written[r] = (written[r] + "\n\n" if written[r] else "") + section.heading
+                written[r] += (joiner + body) if body else ""
+                used[r].append(c)
+                if c.finish_reason == "length":
+                    finish[r] = "length"
+        return [
+            (written[r].strip(), finish[r], used[r], seed + attempt * RESAMPLE_SEED_STRIDE) for r in ranks
+        ]
 
     def generate(
         self,
@@ -201,22 +577,35 @@ class InstructionGenerator:
         journal: Journal,
         seed: int | None = None,
     ) -> list[Candidate]:
-        """Rank 1..k instructions, each well formed or the best of its attempts (marked fallback)."""
+        """Rank 1..k instructions, each well formed or the best of its attempts (marked fallback), then any
+        retrieved candidates."""
         seed = self.seed if seed is None else int(seed)
+        data_type, category = task_prompt_fields(facts, self.categories)
+        guidance = Guidance()
+        if self.retriever is not None and (self.retrieval != "none" or self.decide == "vote"):
+            guidance = self.retriever.guidance(
+                facts, description, data_type, category, self.retrieval, self.decide
+            )
+        context = self.context_format.render(guidance.examples) if guidance.examples else ""
         tokenizer = tokenizer_of(client) if self.max_prompt_tokens else None
-        prompts = self.prompts(facts, description, tokenizer)
+        prompts = self.prompts(facts, description, tokenizer, context)
         journal.meta["instruction_prompts"] = prompts  # exactly what the model saw (ranks 1..k)
+        journal.meta["instruction_stage"] = {
+            **self.settings(),
+            **guidance.meta,
+            "examples": len(guidance.examples),
+            "voted_family": guidance.family,
+        }
+        sample = self._guided_round if self.sampling == "guided" else self._free_round
         tried: dict[int, list[tuple[Node, Instruction]]] = {r: [] for r in range(1, self.k + 1)}
         pending = list(range(1, self.k + 1))
         started = time.perf_counter()
         for attempt in range(self.max_resample + 1):
-            requests = [self._request(prompts[r - 1], r, attempt, seed) for r in pending]
             round_started = time.perf_counter()
-            completions: list[Completion] = client.complete(requests)
+            answers = sample(client, prompts, pending, attempt, seed, guidance)
             round_s = time.perf_counter() - round_started
             still = []
-            for rank, request, completion in zip(pending, requests, completions, strict=True):
-                text = completion.text.strip()
+            for rank, (text, finish_reason, completions, used_seed) in zip(pending, answers, strict=True):
                 parsed = parse_instruction(text)
                 ok = well_formed(parsed, self.min_chars)
                 previous = tried[rank][-1][0] if tried[rank] else None
@@ -227,12 +616,14 @@ class InstructionGenerator:
                     attempt=attempt,
                     instruction=text,
                     sections=sections_of(parsed),
-                    llm=llm_usage([completion]),
+                    llm=llm_usage(completions),
                     meta={
-                        "seed": request.seed,
-                        "finish_reason": completion.finish_reason,
+                        "seed": used_seed,
+                        "finish_reason": finish_reason,
                         "missing": list(parsed.missing),
                         "prompt_chars": len(prompts[rank - 1]),
+                        "sampling": self.sampling,
+                        "source": "model",
                     },
                 ).finish("ok" if ok else "malformed")
                 tried[rank].append((node, parsed))
@@ -252,7 +643,25 @@ class InstructionGenerator:
                 log.info("%s: %s", facts.get("slug"), journal.meta["resample_skipped"])
                 break
             log.info("%s: resampling malformed rank(s) %s", facts.get("slug"), pending)
-        return [self._pick(rank, tried[rank], facts) for rank in range(1, self.k + 1)]
+        out = [self._pick(rank, tried[rank], facts) for rank in range(1, self.k + 1)]
+        for extra in guidance.candidates:
+            parsed = parse_instruction(extra["text"])
+            rank = len(out) + 1
+            node = journal.add(
+                "instruction",
+                rank=rank,
+                attempt=0,
+                instruction=parsed.text,
+                sections=sections_of(parsed),
+                meta={
+                    "source": "retrieved",
+                    "competition": extra["competition"],
+                    "similarity": round(float(extra["similarity"]), 4),
+                    "missing": list(parsed.missing),
+                },
+            ).finish("ok" if well_formed(parsed) else "malformed")
+            out.append(Candidate(rank, parsed.text, parsed, node.id, attempts=1, source="retrieved"))
+        return out
 
     def _pick(self, rank: int, tried: list[tuple[Node, Instruction]], facts: dict[str, Any]) -> Candidate:
         for node, parsed in tried:
