@@ -179,6 +179,37 @@ def instruction_prompt(cfg: DictConfig, client: Any) -> DictConfig:
     return trained
 
 
+def build_instructor(cfg: DictConfig, client: Any, retriever: Any = None) -> InstructionGenerator:
+    """The instruction stage of a generation config (template, k, sampling, sections, retrieval, decide);
+    `retriever` reuses an already built corpus index (else one is built when the config asks for it)."""
+    prompt_cfg = instruction_prompt(cfg, client)
+    template = build_template(prompt_cfg)
+    if template.requires_tokenizer:
+        template = build_template(prompt_cfg, tokenizer=tokenizer_of(client))
+    retrieval = str((cfg.get("retrieval") or {}).get("mode", "none"))
+    decide = str((cfg.get("decide") or {}).get("mode", "model"))
+    if retriever is None:
+        retriever = build_retriever(cfg)
+    return InstructionGenerator(
+        template=template,
+        categories=load_metric_categories(cfg.get("metric_categories")),
+        k=int(cfg.get("k", 3)),
+        temperature=float(cfg.get("temperature", 0.7)),
+        max_tokens=cfg.get("max_tokens"),
+        max_resample=int(cfg.get("max_resample", 2)),
+        resample_budget_s=cfg.get("resample_budget_s"),
+        max_prompt_tokens=cfg.get("max_prompt_tokens"),
+        max_description_chars=cfg.get("max_description_chars", 4000),
+        seed=int(cfg.get("seed", 0)),
+        sampling=str(cfg.get("sampling", "free")),
+        sections=OmegaConf.to_container(cfg.sections, resolve=True) if cfg.get("sections") else None,
+        retrieval=retrieval,
+        decide=decide,
+        retriever=retriever if (retrieval != "none" or decide == "vote") else None,
+        context_format=context_format(cfg.get("context")),
+    )
+
+
 def _with_client(node: DictConfig, main_client: Any) -> Any:
     """Instantiate a coder/refiner config; its `client` key (if any) gets the pipeline's LLM unless it names one."""
     if "client" not in node:
@@ -230,28 +261,7 @@ class Pipeline:
         # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
         set_torch_threads(cfg.get("threads"))
         client = SerialClient(client if client is not None else build_client(cfg.llm))
-        prompt_cfg = instruction_prompt(cfg, client)
-        template = build_template(prompt_cfg)
-        if template.requires_tokenizer:
-            template = build_template(prompt_cfg, tokenizer=tokenizer_of(client))
-        instructor = InstructionGenerator(
-            template=template,
-            categories=load_metric_categories(cfg.get("metric_categories")),
-            k=int(cfg.get("k", 3)),
-            temperature=float(cfg.get("temperature", 0.7)),
-            max_tokens=cfg.get("max_tokens"),
-            max_resample=int(cfg.get("max_resample", 2)),
-            resample_budget_s=cfg.get("resample_budget_s"),
-            max_prompt_tokens=cfg.get("max_prompt_tokens"),
-            max_description_chars=cfg.get("max_description_chars", 4000),
-            seed=int(cfg.get("seed", 0)),
-            sampling=str(cfg.get("sampling", "free")),
-            sections=OmegaConf.to_container(cfg.sections, resolve=True) if cfg.get("sections") else None,
-            retrieval=str((cfg.get("retrieval") or {}).get("mode", "none")),
-            decide=str((cfg.get("decide") or {}).get("mode", "model")),
-            retriever=build_retriever(cfg),
-            context_format=context_format(cfg.get("context")),
-        )
+        instructor = build_instructor(cfg, client)
         sandbox_kwargs = {}
         if cfg.get("run_timeout_s"):
             sandbox_kwargs["timeout_s"] = float(cfg.run_timeout_s)
@@ -269,7 +279,7 @@ class Pipeline:
                 "llm": getattr(client, "model_id", "?"),
                 "refine": getattr(cfg.refine, "name", None) or str(cfg.refine.get("_target_")),
                 "coder": cfg.coder.get("name"),
-                "prompt": template.name,
+                "prompt": instructor.template.name,
                 "k": instructor.k,
                 "temperature": instructor.temperature,
                 "max_resample": instructor.max_resample,
