@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from src.config import user_errors_exit
 from src.errors import PipesynthError
-from src.reporting.results import ResultsStore, record_key
+from src.reporting.results import ResultsStore, mean_beaten, record_key
 from src.reporting.runlog import RunLogger
 from src.reporting.summary import summary_table
 from src.solutions.providers import SolutionProvider
@@ -176,16 +176,12 @@ def suite_notes(records: list[dict[str, Any]]) -> list[str]:
     lines = []
     for r in records:
         if r.get("position_low") is not None:
-            rating = r["rating"]
+            rating, probs = r["rating"], r["medal_probs"]
             medal = rating.get("medal") or "no medal"
-            sure = (
-                "certain"
-                if r.get("medal_certain")
-                else f"p={r['medal_probs'].get(rating.get('medal') or 'none'):.2f}"
-            )
+            odds = ", ".join(f"{m} {probs[m]:.2f}" for m in ("gold", "silver", "bronze", "none"))
             lines.append(
                 f"{r['task']}: position {rating['position']} [{r['position_low']}–{r['position_high']}] "
-                f"of {rating['teams']}, {medal} ({sure})"
+                f"of {rating['teams']}, {medal} ({'certain' if r.get('medal_certain') else 'not certain'}; {odds})"
             )
     gaps = [(r["task"], g) for r in records if (g := validation_gap(r)) is not None]
     for slug, gap in gaps:
@@ -322,13 +318,14 @@ def _rewrite_solution_path(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @user_errors_exit
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     out = evaluate(cfg)
     if out["errors"]:
         # the records are kept (re-running retries the errored tasks); the exit code tells a script
         print(f"pipesynth: {len(out['errors'])} task(s) errored; see {out['results_path']}", file=sys.stderr)
         sys.exit(1)
+    return mean_beaten(out["records"])  # the objective of hydra/sweeper=generation_optuna
 
 
 if __name__ == "__main__":

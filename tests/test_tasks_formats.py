@@ -99,6 +99,11 @@ def test_json_records_with_per_class_probabilities_prepare_run_and_grade(
     assert graded.valid, graded.reason
     assert graded.score < math.log(3) - 0.05  # better than uniform on 300 real test rows
 
+    # a sample submission holding only the label column gets the per-class format too
+    (tmp_path / "data" / "spooky-json" / "raw" / "sample_submission.csv").write_text("id,author\nx,EAP\n")
+    again = prepare_task(load_task(tmp_path / "data", "spooky-json", overrides_dir=None), tmp_path / "cache2")
+    assert again.submission_columns == ["EAP", "HPL", "MWS"]
+
 
 def test_json_lines_with_nested_fields_and_lists(kaggle_dir: Path, tmp_path: Path) -> None:
     train = _raw(kaggle_dir, "titanic")

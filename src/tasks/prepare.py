@@ -731,14 +731,14 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
     sample_name = _find_sample_submission(task)
     class_labels = _sorted_labels(labelled[task.targets].stack()) if task.is_classification else None
     per_class = metric.per_class and len(task.targets) == 1 and class_labels is not None
+    submission_columns = list(task.targets)
     if sample_name:
         sample_cols = list(read_raw(sample_name).columns)
         submission_columns = [c for c in sample_cols if c not in (id_col, task.id_column)]
-    elif per_class:
-        # no sample submission, but the metric scores one probability column per class: name them by label
+    if per_class and submission_columns == list(task.targets):
+        # no sample submission (or one with just the label column), but the metric scores one probability
+        # column per class: name them by label, in the labels' sorted order
         submission_columns = [_label_text(label) for label in class_labels or []]
-    else:
-        submission_columns = list(task.targets)
 
     if set(submission_columns) != set(task.targets):
         # the only other shape allowed: one probability column per class of a single target (log loss)

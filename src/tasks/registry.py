@@ -108,7 +108,8 @@ class Task:
         """Raise one clear error naming the folder expected and the Kaggle command that fills it."""
         if not self.has_data:
             raise PipesynthError(
-                f"task '{self.slug}' has no data: expected {self.files['train']} in {self.raw_dir}",
+                f"task '{self.slug}' has no data: expected {self.files['train']} (or the same name as "
+                f"{'/'.join(self.files.get('readers') or {})}) in {self.raw_dir}",
                 f"download it with `{self.download_command}` (accept the competition rules on kaggle.com "
                 f"first); the zip may stay as it is or be unzipped there",
             )
