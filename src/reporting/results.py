@@ -103,3 +103,9 @@ class ResultsStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def mean_beaten(records: Iterable[dict[str, Any]]) -> float:
+    """The suite's objective for sweeps: mean fraction of leaderboard teams beaten, an unrated run counting 0."""
+    values = [float((r.get("rating") or {}).get("beaten_fraction") or 0.0) for r in records]
+    return sum(values) / len(values) if values else 0.0
