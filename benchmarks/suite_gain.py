@@ -1,0 +1,140 @@
+"""Goal benchmark of the search: `generate` against `baseline_gbdt` on the dev suite's like-for-like tasks.
+
+    flock /tmp/pipesynth-heavy.lock .venv/bin/python benchmarks/suite_gain.py                 # every task
+    flock /tmp/pipesynth-heavy.lock .venv/bin/python benchmarks/suite_gain.py --tasks playground-series-s3e22
+    .venv/bin/python benchmarks/suite_gain.py --budget-s 600                                 # a larger budget
+
+Like-for-like tasks are those of the suite (conf/suite/dev.yaml) with a leaderboard and no leaderboard flag in
+their conf/task_overrides/<slug>.yaml (a flagged leaderboard — rolling, leaked, a different test set — cannot
+rank a score fairly). Both solutions run in the same invocation, through `src.evaluate.evaluate`, on the same
+public/private split (split_seed 0), in the sandbox; scores come from the grader, positions from the real
+leaderboard.
+
+What `generate` uses here: the scripted LLM (`llm=scripted`, empty replies), so the instruction stage falls back
+to the data type's default plan and the benchmark does not depend on a language model; execution refinement;
+the compiler coder; the search at its default config (conf/search/tree.yaml) unless --budget-s / --max-nodes
+are given. Any gain over baseline_gbdt therefore comes from the search (families, hyperparameters, feature steps
+and ensembles chosen on inner validation), not from task-specific code or an LLM.
+
+Records go to outputs/benchmarks/suite_gain/<solution>[-<budget>]/results.jsonl and are resumed: run it per task
+(each under the heavy lock), then once more without --tasks to print the whole table. It prints one line per
+task and solution (position of teams, % beaten, test score, inner-validation score, seconds), the medians, and,
+last, exactly `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from src.evaluate import evaluate  # noqa: E402
+from src.tasks.registry import load_suite  # noqa: E402
+
+
+def like_for_like(suite: str = "dev") -> list[str]:
+    """Suite tasks with a leaderboard and no leaderboard flag (from the task overrides)."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"suite={suite}"])
+    return [
+        t.slug
+        for t in load_suite(cfg.suite, cfg.paths.data_dir)
+        if t.has_leaderboard and not t.leaderboard_flags
+    ]
+
+
+def run(solution: str, tasks: list[str], out: Path, extra: list[str]) -> list[dict[str, Any]]:
+    """evaluate() one solution on `tasks` (resumed from `out`): its records."""
+    overrides = [
+        f"solution={solution}",
+        f"tasks=[{','.join(tasks)}]",
+        f"paths.output_dir={out}",
+        "workers=1",  # one task at a time: the search uses the cores
+        "progress=false",
+        "show_table=false",
+        *extra,
+    ]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=overrides)
+    return [r for r in evaluate(cfg)["records"] if r["task"] in tasks]
+
+
+def _validation(record: dict[str, Any]) -> float | None:
+    value = record.get("validation_score")
+    if value is None:
+        value = (record.get("solution_meta") or {}).get("validation_score")
+    return value
+
+
+def _seconds(record: dict[str, Any]) -> float:
+    return float(record.get("seconds") or 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="*", default=None, help="a subset of the like-for-like tasks")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="search.budget_s (default: the config's)"
+    )
+    parser.add_argument(
+        "--max-nodes", type=int, default=None, help="search.max_nodes (default: the config's)"
+    )
+    parser.add_argument("--search", default=None, help="search config (none | greedy | tree; default tree)")
+    args = parser.parse_args()
+
+    tasks = like_for_like()
+    if args.tasks:
+        unknown = sorted(set(args.tasks) - set(tasks))
+        if unknown:
+            raise SystemExit(f"not like-for-like dev tasks: {unknown} (choose from {tasks})")
+        tasks = [t for t in tasks if t in args.tasks]
+    generate_extra = [
+        "llm@solution.llm=scripted",
+        "solution.llm.default_reply=''",
+        "++solution.sampling=free",
+    ]
+    tag = "generate"
+    if args.search:
+        generate_extra.append(f"search@solution.search={args.search}")
+        tag += f"-{args.search}"
+    if args.budget_s is not None:
+        generate_extra.append(f"solution.search.budget_s={args.budget_s}")
+        tag += f"-{int(args.budget_s)}s"
+    if args.max_nodes is not None:
+        generate_extra.append(f"solution.search.max_nodes={args.max_nodes}")
+        tag += f"-{args.max_nodes}n"
+    root = REPO / "outputs" / "benchmarks" / "suite_gain"
+    baseline = {r["task"]: r for r in run("baseline_gbdt", tasks, root / "baseline_gbdt", [])}
+    generated = {r["task"]: r for r in run("generate", tasks, root / tag, generate_extra)}
+
+    beaten: dict[str, list[float]] = {"baseline_gbdt": [], "generate": []}
+    print(f"like-for-like tasks: {', '.join(tasks)}  (generate: scripted LLM, {tag})")
+    for slug in tasks:
+        for name, record in (("baseline_gbdt", baseline.get(slug)), ("generate", generated.get(slug))):
+            rating = (record or {}).get("rating") or {}
+            if rating.get("beaten_fraction") is None:
+                print(f"{slug:44s} {name:14s} not rated ({(record or {}).get('status')})")
+                beaten[name].append(0.0)
+                continue
+            beaten[name].append(100.0 * rating["beaten_fraction"])
+            val = _validation(record)
+            print(
+                f"{slug:44s} {name:14s} position {rating['position']}/{rating['teams']} "
+                f"({100 * rating['beaten_fraction']:.1f}% beaten)  test {record['metric']}={record['score']:.5g}  "
+                f"inner validation {'n/a' if val is None else f'{val:.5g}'}  {_seconds(record):.0f}s"
+            )
+    medians = {name: statistics.median(values) for name, values in beaten.items() if values}
+    for name, value in medians.items():
+        print(f"median_beaten_{name}={value:.1f}")
+    print(f"median_beaten_gain_vs_gbdt={medians['generate'] - medians['baseline_gbdt']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

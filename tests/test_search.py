@@ -1,0 +1,258 @@
+"""The improvement search (src.pipeline.search) and the inner validation it scores nodes with.
+
+- On a slice of a real dev task (Titanic), the search lifts a deliberately weak starting plan, chosen on inner
+  validation only, while the task's private answers are moved out of reach (a search that read them would fail).
+- The out-of-fold score of a compiled script mirrors the task's split: on data where a row's group (or its time)
+  gives its label away, group folds / forward-in-time folds score it as a new group / the future, random folds
+  would not (the control), so a leaking split fails these tests.
+- An LLM coder's search asks the LLM for an edit with the journal summary (scripted client).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
+from src.pipeline.journal import Journal
+from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.search import OofRunner, Search, family_moves, improve_moves
+from src.sandbox import Sandbox
+from src.tasks.grading import grade
+from src.tasks.prepare import prepare_task
+from src.tasks.registry import load_task
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(isolation="none", timeout_s=300)
+
+
+def write_public(root: Path, train: pd.DataFrame, test: pd.DataFrame, facts: dict[str, Any]) -> Path:
+    """A public task folder (task.json, train/test/sample submission) from frames."""
+    public = root / "public"
+    public.mkdir(parents=True)
+    train.to_csv(public / "train.csv", index=False)
+    test.drop(columns=facts["targets"], errors="ignore").to_csv(public / "test.csv", index=False)
+    sample = pd.DataFrame({facts["id_column"]: test[facts["id_column"]]})
+    for col in facts.get("submission_columns") or facts["targets"]:
+        sample[col] = 0
+    sample.to_csv(public / "sample_submission.csv", index=False)
+    (public / "task.json").write_text(json.dumps({"slug": "synthetic", "title": "synthetic", **facts}))
+    return public
+
+
+def oof_score(public: Path, facts: dict[str, Any], sandbox: Sandbox, work: Path, **plan_edits: Any) -> float:
+    plan = default_plan(facts)
+    for key, value in plan_edits.items():
+        setattr(plan.preprocessing, key, value)
+    code = CompilerCoder(time_budget_s=30).from_plan(plan, facts)
+    outcome = OofRunner(sandbox, public, work, facts)(code.code, "node")
+    assert outcome.ok, outcome.reason
+    return float(outcome.score)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the search on a real task
+
+
+def _context(public: Path, work: Path, sandbox: Sandbox, coder: Any, client: Any = None) -> RefineContext:
+    facts = json.loads((public / "task.json").read_text())
+    journal = Journal(facts["slug"], facts["metric"], facts["higher_is_better"])
+    return RefineContext(
+        facts=facts,
+        description="",
+        candidates=[],
+        journal=journal,
+        public_dir=public,
+        work_dir=work,
+        client=client,
+        coder=coder,
+        sandbox=sandbox,
+        repair_rounds=1,
+    )
+
+
+def test_search_lifts_a_weak_plan_without_private_answers(
+    kaggle_dir: Path, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    task = load_task(kaggle_dir, "titanic")
+    prepared = prepare_task(task, tmp_path / "cache")
+    facts = json.loads((prepared.public_dir / "task.json").read_text())
+    coder = CompilerCoder(time_budget_s=10)
+    weak = default_plan(facts)
+    weak.models = [ModelSpec(family="linear", params={"C": 0.0001})]  # regularised into near-constant output
+    ctx = _context(prepared.public_dir, tmp_path / "work", sandbox, coder)
+    root = ctx.journal.add("instruction", instruction="weak start")
+    refined = Refined(text="weak start", node_id=root.id, code=coder.from_plan(weak, facts))
+
+    hidden = tmp_path / "hidden-private"
+    shutil.move(str(prepared.private_dir), hidden)  # the search must not need (or touch) the answers
+    try:
+        search = Search(policy="greedy", budget_s=120, max_nodes=4, workers=1, node_time_budget_s=10)
+        chosen = search.search(ctx, refined)
+    finally:
+        shutil.move(str(hidden), prepared.private_dir)
+
+    nodes = [n for n in ctx.journal.nodes if n.stage == "search"]
+    assert nodes[0].meta["kind"] == "root" and len(nodes) >= 3
+    assert all(n.meta.get("move") and n.parent for n in nodes)
+    start = nodes[0].validation_score
+    assert chosen.validated and chosen.validation_score is not None and chosen.validation_score > start + 0.02
+    assert chosen.code_node_id != nodes[0].id and ctx.journal.meta["search"]["nodes"] == len(nodes)
+
+    def test_score(code: str, name: str) -> float:
+        script = tmp_path / f"{name}.py"
+        script.write_text(code)
+        result = sandbox.run(script, prepared.public_dir, tmp_path / f"run-{name}")
+        return float(grade(prepared, Path(result.workdir) / "submission.csv").score)  # type: ignore[arg-type]
+
+    # the inner-validation choice carries over to the private test
+    assert test_score(chosen.code.code, "chosen") > test_score(nodes[0].code, "weak")  # type: ignore[union-attr, arg-type]
+
+
+def test_search_none_returns_the_refined_solution(tmp_path: Path, sandbox: Sandbox) -> None:
+    refined = Refined(text="x", node_id="0-instruction")
+    (tmp_path / "task.json").write_text(
+        json.dumps({"slug": "t", "metric": "rmse", "higher_is_better": False})
+    )
+    ctx = _context(tmp_path, tmp_path / "work", sandbox, CompilerCoder())
+    assert Search(policy="none").search(ctx, refined) is refined
+
+
+def test_moves_are_catalog_edits() -> None:
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"id_column": "id", "targets": ["y"]}
+    plan = default_plan(facts)
+    families = [m for m, _ in family_moves(plan)]
+    assert "model family -> extra_trees" in families and "model family -> lightgbm" not in families
+    improved = dict(improve_moves(plan))
+    assert improved["lightgbm: slower learning, more rounds"].models[0].params["learning_rate"] == 0.02
+    assert improved["lightgbm: balanced class weights"].models[0].params["class_weight"] == "balanced"
+    assert "features: toggle the log1p target" not in improved  # regression only
+    rendered = CompilerCoder().from_plan(improved["lightgbm: balanced class weights"], facts).code
+    assert "class_weight='balanced'" in rendered
+
+
+# --------------------------------------------------------------------------- splits that mirror the task
+
+
+def _grouped(n_groups: int = 150, per_group: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.arange(n_groups), per_group)
+    label = rng.integers(0, 2, n_groups)[group]  # the label is a property of the group, nothing else
+    fingerprint = rng.normal(size=n_groups)[group]  # a group's own value: it identifies the group only
+    return pd.DataFrame({"id": np.arange(len(group)), "g": group, "f": fingerprint, "y": label})
+
+
+def test_group_split_keeps_groups_out_of_their_own_folds(tmp_path: Path, sandbox: Sandbox) -> None:
+    frame = _grouped().drop(columns="g").assign(g=lambda d: "group" + (d["id"] // 4).astype(str))
+    train, test = frame.iloc[:500], frame.iloc[500:]
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    grouped = write_public(
+        tmp_path / "group", train, test, {**facts, "split": {"kind": "group", "group_column": "g"}}
+    )
+    plain = write_public(tmp_path / "plain", train, test, facts)
+    # random folds see every group in training: the group id gives the label away (the control)
+    assert oof_score(plain, facts, sandbox, tmp_path / "w1") > 0.9
+    # group folds score unseen groups, as the task's test is: no better than chance
+    assert oof_score(grouped, facts, sandbox, tmp_path / "w2") < 0.7
+
+
+def test_time_split_validates_on_the_future(tmp_path: Path, sandbox: Sandbox) -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    order = rng.permutation(n)  # file order is not time order: the split must sort by the time column
+    t = np.arange(n)[order]
+    trend = np.cumsum(rng.normal(size=n))[t] + 0.05 * t
+    frame = pd.DataFrame({"id": np.arange(n), "when": t, "y": trend})
+    train, test = frame.iloc[:500], frame.iloc[500:]
+    facts = {"data_type": "tabular", "task_type": "regression", "metric": "rmse", "higher_is_better": False}
+    facts |= {"id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    timed = write_public(
+        tmp_path / "time", train, test, {**facts, "split": {"kind": "time", "time_columns": ["when"]}}
+    )
+    plain = write_public(tmp_path / "plain", train, test, facts)
+    interpolated = oof_score(plain, facts, sandbox, tmp_path / "w1")
+    forward = oof_score(timed, facts, sandbox, tmp_path / "w2")
+    # trees cannot extrapolate a trend: scored on the future they are far worse than on shuffled rows
+    assert forward > 3 * interpolated
+
+
+def test_validation_split_mirrors_group_and_time(tmp_path: Path) -> None:
+    from src.pipeline.validation import split_indices
+
+    frame = _grouped().astype(str)
+    frame["id"] = "p" + frame["g"] + "_" + frame["id"]
+    facts = {"task_type": "binary_classification", "targets": ["y"], "data_type": "tabular"}
+    split = {"kind": "group", "group_column": "id", "group_pattern": "^([^_]+)_"}
+    for folds in (1, 3):
+        scheme, parts = split_indices(frame, {**facts, "split": split}, folds=folds)
+        assert scheme == "group"
+        for train_idx, test_idx in parts:
+            assert not set(frame["g"].iloc[train_idx]) & set(frame["g"].iloc[test_idx])
+    frame["when"] = np.random.default_rng(0).permutation(len(frame))
+    timed = {**facts, "split": {"kind": "time", "time_columns": ["when"]}}
+    for folds in (1, 3):
+        scheme, parts = split_indices(frame, timed, folds=folds)
+        assert scheme == "time"
+        for train_idx, test_idx in parts:
+            assert frame["when"].iloc[train_idx].max() < frame["when"].iloc[test_idx].min()
+
+
+# --------------------------------------------------------------------------- the LLM coder's search
+
+
+WORKING = """import pandas as pd
+sample = pd.read_csv("input/sample_submission.csv")
+train = pd.read_csv("input/train.csv")
+sample["Survived"] = int(train["Survived"].mode()[0])
+sample.to_csv("submission.csv", index=False)
+print("cv_score=0.6")
+"""
+
+
+def _reply(request: Any) -> str:
+    text = "\n\n".join(m["content"] for m in request.messages or ())
+    if request.tag == "search.improve":
+        assert "Solutions tried so far" in text and "the refined solution" in text
+        return "Data preprocessing:\n- none\nModel architecture:\n- majority class\nModel training:\n- none"
+    edited = "# the edit the LLM proposed\n" if "majority class" in text else ""
+    return f"```python\n{edited}{WORKING}```"
+
+
+def test_llm_coder_search_asks_the_llm_with_the_journal(
+    kaggle_dir: Path, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    from omegaconf import OmegaConf
+
+    from src.llm.scripted import ScriptedClient
+    from src.pipeline.codegen_llm import LLMCoder
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    coder_cfg = OmegaConf.to_container(OmegaConf.load(conf / "coder" / "llm.yaml"), resolve=False)
+    search_cfg = OmegaConf.to_container(OmegaConf.load(conf / "search" / "tree.yaml"), resolve=False)
+    client = ScriptedClient(reply_fn=_reply)
+    coder = LLMCoder(
+        client=client,
+        blocks=coder_cfg["blocks"],  # type: ignore[index]
+        prompts=coder_cfg["prompts"],  # type: ignore[index]
+        seed=0,
+    )
+    prepared = prepare_task(load_task(kaggle_dir, "titanic"), tmp_path / "cache")
+    ctx = _context(prepared.public_dir, tmp_path / "work", sandbox, coder, client=client)
+    start = ctx.journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=start.id)
+    search = Search(policy="greedy", budget_s=120, max_nodes=2, prompts=search_cfg["prompts"])  # type: ignore[arg-type]
+    chosen = search.search(ctx, refined)
+    nodes = [n for n in ctx.journal.nodes if n.stage == "search"]
+    assert ctx.journal.meta["search"]["evaluation"] == "holdout"
+    assert [n.meta["kind"] for n in nodes] == ["root", "improve"]
+    assert any(r.tag == "search.improve" for r in client.requests)
+    assert chosen.validation_score is not None and nodes[1].validation_score is not None
