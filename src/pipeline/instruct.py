@@ -136,6 +136,8 @@ def plain_description(text: str) -> str:
 def task_prompt_fields(facts: dict[str, Any], categories: MetricCategories) -> tuple[str, str]:
     """(data type in corpus spelling, metric category) of a task, as the training prompts wrote them."""
     data_type = to_corpus_data_type(str(facts["data_type"]))
+    if facts.get("metric_category"):  # a corpus competition (benchmarks) names its category itself
+        return data_type, str(facts["metric_category"])
     metric = str(facts["metric"])
     category = categories.category_for_task_metric(metric)
     if category is None:
@@ -236,10 +238,11 @@ class CorpusRetriever:
         self.n_vote = int(cfg_retrieval.get("n_vote", 5))
         self.max_example_chars = int(cfg_retrieval.get("max_example_chars", 700))
         self.exclude_task = bool(cfg_retrieval.get("exclude_task", True))
+        # `decide` config (conf/decide/vote.yaml): the vote_family weights under `vote`
         self.max_settings = int((vote or {}).get("max_settings", 3))
         self.vote_kwargs = {
             k: (tuple(v) if k == "rank_weights" else float(v))
-            for k, v in dict(vote or {}).items()
+            for k, v in dict((vote or {}).get("vote") or {}).items()
             if k in ("rank_weights", "majority_weight", "similarity_power")
         }
 
@@ -267,7 +270,9 @@ class CorpusRetriever:
         from src.corpus.retrieval import vote_family
 
         excluded, report = self.excluded(facts, description)
-        excluded = sorted(set(excluded) | set(self.index.exclusion.competitions))
+        # a caller may name more (leave-one-competition-out benchmarks); the index's suite exclusion too
+        named = set(facts.get("exclude_competitions") or ())
+        excluded = sorted(set(excluded) | named | set(self.index.exclusion.competitions))
         wanted = {"context": self.n_examples, "candidates": self.n_candidates}.get(retrieval, 0)
         n = max(wanted, self.n_vote if decide == "vote" else 0, 1)
         neighbours = self.index.nearest(
