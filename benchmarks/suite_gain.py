@@ -59,6 +59,8 @@ def run(solution: str, tasks: list[str], out: Path, extra: list[str]) -> list[di
         "workers=1",  # one task at a time: the search uses the cores
         "progress=false",
         "show_table=false",
+        "logger=none",
+        f"name=suite_gain/{out.name}",  # the run name Hydra would set
         *extra,
     ]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
