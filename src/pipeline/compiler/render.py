@@ -189,6 +189,8 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "targets": _literal([str(t) for t in facts["targets"]]),
         "classification": _literal(classification),
         "output": _literal(output),
+        "higher_is_better": _literal(bool(metric["higher_is_better"])),
+        "n_models": _literal(len(plan.models)),
         "log_target": _literal(bool(pre.log_target and not classification)),
         "clip_min": _literal(metric.get("clip_min")),
         "scheme": _literal(val.scheme),
