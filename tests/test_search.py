@@ -256,3 +256,40 @@ def test_llm_coder_search_asks_the_llm_with_the_journal(
     assert [n.meta["kind"] for n in nodes] == ["root", "improve"]
     assert any(r.tag == "search.improve" for r in client.requests)
     assert chosen.validation_score is not None and nodes[1].validation_score is not None
+
+
+def test_pipeline_keeps_the_search_choice_and_its_inner_validation(kaggle_dir: Path, tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from src.pipeline.generate import Pipeline
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose(
+            "generate",
+            overrides=[
+                "task=titanic",
+                f"paths.output_dir={tmp_path}",
+                "llm=scripted",
+                "llm.default_reply=''",
+                "++sampling=free",
+                "k=1",
+                "max_resample=0",
+                "refine=none",
+                "sandbox.isolation=none",
+                "coder.time_budget_s=10",
+                "search=greedy",
+                "search.max_nodes=3",
+                "search.workers=1",
+                "search.node_time_budget_s=10",
+            ],
+        )
+    prepared = prepare_task(load_task(kaggle_dir, "titanic"), tmp_path / "cache")
+    result = Pipeline.from_config(cfg).run(prepared.public_dir, tmp_path / "out")
+    chosen = result.journal[result.journal.chosen]  # type: ignore[index]
+    assert result.status == "ok" and chosen.stage == "search"
+    assert result.validation_score == chosen.validation_score is not None
+    assert result.summary()["validation_score"] == result.validation_score
+    saved = Journal.load(result.journal_path)
+    assert saved.meta["search"]["nodes"] == 3 and saved.meta["validation_score"] == result.validation_score
+    assert result.solution_path.read_text() == chosen.code
