@@ -606,7 +606,7 @@ class Search:
     ) -> Node | None:
         try:
             code = self._code(proposal, ctx, journal)
-        except PipesynthError as err:
+        except (PipesynthError, ValueError, KeyError, TypeError) as err:  # a bad move must not end the search
             log.warning("%s: search move %r failed to build: %s", ctx.facts.get("slug"), proposal.move, err)
             return None
         if code is None:
