@@ -104,6 +104,36 @@ def run_config_node(adapter: Path, key: str) -> DictConfig | None:
     return None
 
 
+def adapter_and_base(
+    adapter: str | None, train_outputs_dir: str | Path, required: bool, model: DictConfig | dict | None
+) -> tuple[Path | None, DictConfig | dict, DictConfig | None]:
+    """(adapter folder or None, base model config, the adapter's training prompt config) for a client.
+
+    When the adapter's training run names its base model, that one wins, so an adapter always meets the
+    weights it was trained on. The prompt config is the template it was trained with (the instruction stage
+    must render the same one).
+    """
+    path = resolve_adapter(adapter, train_outputs_dir, required=required)
+    run_cfg = run_config_node(path, "model") if path else None
+    prompt_cfg = run_config_node(path, "prompt") if path else None
+    if run_cfg is not None:
+        if model is not None and run_cfg.get("name") != model.get("name"):
+            log.info("the adapter was trained on %s: loading that base model", run_cfg.get("name"))
+        model = run_cfg
+    if model is None:
+        raise PipesynthError(
+            "llm.model is not set and the adapter's training run does not name its base model",
+            "choose the base model with model@llm.model=<a conf/model name>, e.g. model@llm.model=smollm2_135m",
+        )
+    return path, model, prompt_cfg
+
+
+def client_model_id(backend: str, model: DictConfig | dict, adapter: Path | None) -> str:
+    """`<backend>:<model name>+base` or `+lora-<fingerprint>`: the weights' identity in the cache key."""
+    name = str(model.get("name", "model"))
+    return f"{backend}:{name}+" + (f"lora-{adapter_fingerprint(adapter)}" if adapter else "base")
+
+
 def row_seed(seed: int, text: str, choice: int) -> int:
     """A 63-bit seed for output row `choice` of a request with `seed` and input `text`.
 
@@ -169,19 +199,9 @@ class LocalClient:
         seed: int | None = 0,
         stop: Sequence[str] | None = None,
     ) -> None:
-        self.adapter_path = resolve_adapter(adapter, train_outputs_dir, required=adapter_required)
-        run_cfg = run_config_node(self.adapter_path, "model") if self.adapter_path else None
-        # the prompt template the adapter was trained with: the instruction stage must render the same one
-        self.train_prompt_cfg = run_config_node(self.adapter_path, "prompt") if self.adapter_path else None
-        if run_cfg is not None:
-            if model is not None and run_cfg.get("name") != model.get("name"):
-                log.info("the adapter was trained on %s: loading that base model", run_cfg.get("name"))
-            model = run_cfg
-        if model is None:
-            raise PipesynthError(
-                "llm.model is not set and the adapter's training run does not name its base model",
-                "choose the base model with model@llm.model=<a conf/model name>, e.g. model@llm.model=smollm2_135m",
-            )
+        self.adapter_path, model, self.train_prompt_cfg = adapter_and_base(
+            adapter, train_outputs_dir, adapter_required, model
+        )
         self.model_cfg = model
         self.quant_cfg = quant if quant is not None and quant.get("bnb") is not None else None
         self.merge_adapter = merge_adapter and self.quant_cfg is None  # no exact merge into 4-bit weights
@@ -198,10 +218,7 @@ class LocalClient:
             seed=seed,
             stop=tuple(stop or ()),
         )
-        name = str(model.get("name", "model"))
-        self.model_id = f"local:{name}+" + (
-            f"lora-{adapter_fingerprint(self.adapter_path)}" if self.adapter_path else "base"
-        )
+        self.model_id = client_model_id("local", model, self.adapter_path)
         self.model: Any = None
         self.tokenizer: Any = None
 
