@@ -25,8 +25,8 @@ def _compose(*overrides: str, hydra_cfg: bool = False) -> DictConfig:
         )
 
 
-def test_the_three_experiments_exist() -> None:
-    assert EXPERIMENTS == ["qlora_llama2", "qlora_smollm2_cpu", "qlora_tiny"]
+def test_the_training_experiments_exist() -> None:
+    assert {"qlora_llama2", "qlora_smollm2_cpu", "qlora_tiny"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -35,9 +35,14 @@ def test_experiment_composes_and_builds_its_objects(experiment: str) -> None:
     OmegaConf.resolve(cfg)  # every interpolation resolves (llama2 too, without weights)
     assert cfg.name == experiment and cfg.entry == "train"
     lora = instantiate(cfg.lora)
-    assert lora.r == 64 and lora.lora_alpha == 16 and lora.lora_dropout == 0.1
-    bnb = instantiate(cfg.quant.bnb)
-    assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4"
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (
+        cfg.lora.r,
+        cfg.lora.lora_alpha,
+        cfg.lora.lora_dropout,
+    )
+    if cfg.quant.get("bnb") is not None:  # quant=none: a full-precision base
+        bnb = instantiate(cfg.quant.bnb)
+        assert bnb.load_in_4bit and bnb.bnb_4bit_quant_type == "nf4"
     source = instantiate(cfg.model.source)
     assert callable(source.materialize) and callable(source.check)
     params = [torch.nn.Parameter(torch.zeros(2))]
@@ -134,3 +139,56 @@ def test_quant_none_means_full_precision() -> None:
 
     assert quantization_config(_compose("quant=none").quant) is None
     assert quantization_config(_compose("quant=nf4").quant).load_in_4bit
+
+
+# ---------------------------------------------------------------- the paper's experiments as evaluation configs
+def _evaluate(*overrides: str, hydra_cfg: bool = False) -> DictConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(
+            "evaluate",
+            overrides=["paths.output_dir=/tmp/pipesynth-compose", *overrides],
+            return_hydra_config=hydra_cfg,
+        )
+
+
+def test_ablation_refinement_is_one_multirun_of_distinct_variants() -> None:
+    """Every job of the multirun composes; refine x retrieval variants get distinct stores; seeds 0, 1, 2."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hcfg = _evaluate("+experiment=ablation_refinement", hydra_cfg=True)
+    assert (
+        OmegaConf.to_container(hcfg.hydra.sweep)["subdir"] == "${name}"
+    )  # hydra=cluster: a variant's seeds share its store
+    parser = OverridesParser.create()
+    axes = []
+    for key, value in hcfg.hydra.sweeper.params.items():
+        sweep = parser.parse_override(f"{key}={value}")
+        axes.append([f"{key}={v}" for v in sweep.sweep_string_iterator()])
+    jobs = list(itertools.product(*axes))
+    assert len(jobs) == 3 * 2 * 3
+    names = {}
+    for job in jobs:
+        cfg = _evaluate("+experiment=ablation_refinement", *job)
+        assert cfg.group == "ablation_refinement" and cfg.solution._target_.endswith("GeneratedSolution")
+        variant = (cfg.solution.refine.name, cfg.solution.retrieval.mode)
+        names.setdefault(variant, set()).add(cfg.solution.name)
+        assert len(cfg.seeds) == 1 and int(cfg.seeds[0]) in (0, 1, 2)
+    assert set(names) == {(r, m) for r in ("none", "multi_role", "execution") for m in ("none", "context")}
+    assert all(len(n) == 1 for n in names.values()) and len({next(iter(n)) for n in names.values()}) == 6
+
+
+def test_paper_table1_runs_the_papers_five_competitions_beside_its_figures() -> None:
+    cfg = _evaluate("+experiment=paper_table1", "solution=generate")
+    assert cfg.suite.name == "paper" and list(cfg.seeds) == [0, 1, 2] and cfg.group == "paper_table1"
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        tables = compose("tables")
+    assert sorted(cfg.suite.tasks) == sorted(tables.paper_table1.rows)  # the paper's numbers sit beside ours
+
+
+def test_main_experiment_only_sets_existing_keys() -> None:
+    base = OmegaConf.to_container(_evaluate("solution=generate").solution)
+    main = _evaluate("solution=generate", "+experiment=main")
+    assert main.solution.search.budget_s < base["search"]["budget_s"] and main.workers == 1
+    assert set(OmegaConf.to_container(main.solution)) == set(base)
