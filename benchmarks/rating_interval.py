@@ -9,10 +9,12 @@ For every dev task with a leaderboard: prepare it with half the labelled rows as
 would give, for the same fitted model) and place the 95 % interval on the real leaderboard. Printed per task
 and size: the interval in positions, its width as percentage points of teams, and whether the medal is certain.
 
-Then the choice: the smallest size whose median width over the tasks is at most `--target-points` points of
-teams (default 10), printed as `chosen_max_test_rows=<m>`. Last, the speed of the vectorised bootstrap
-(Metric.resampled) against the named baseline `loop` (the metric function called once per resample) on the
-same rows, printed as `bootstrap_speedup_vs_loop=<ratio>`.
+Then the choice. The width shrinks about as 1/sqrt(m), so for each task the rows its interval needs to span at
+most `--target-points` points of teams (default 10) are extrapolated from its two largest sizes; the default
+`max_test_rows` is the largest of those over the tasks, rounded up to a multiple of 5,000 and printed as
+`chosen_max_test_rows=<m>` (with the median-based figure beside it). Last, the speed of the vectorised bootstrap
+(Metric.resampled) against the named baseline `loop` (the metric function called once per resample) on each
+task's rows, printed per task and, last, as `bootstrap_speedup_vs_loop=<median ratio>`.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def main() -> None:
     sandbox = instantiate(cfg.sandbox)
 
     widths: dict[int, list[float]] = {m: [] for m in args.sizes}
-    timing_case = None
+    needed: dict[str, float] = {}
+    speed: list[tuple[str, str, int, float, float]] = []
     print(f"{'task':42} {'n_test':>6} {'m':>6} {'score [95%]':>28} {'position [95%]':>22} {'width':>7} medal")
     with tempfile.TemporaryDirectory(prefix="rating_interval_") as tmp:
         for task in tasks:
@@ -88,6 +91,7 @@ def main() -> None:
                 f"{task.slug:42} {prepared.n_test:>6} {'—':>6} {graded.score:>28.5g} "
                 f"{point.position:>9}/{point.teams:<12} {'':>7} {point.medal or '—'} (run {seconds:.0f} s)"
             )
+            task_widths = {}
             for m in args.sizes:
                 samples = bootstrap_scores(
                     metric, graded.y_true, graded.y_pred, args.resamples, seed=0, size=m
@@ -95,52 +99,58 @@ def main() -> None:
                 rating = rate(task, graded.score, samples)
                 width = 100.0 * (rating.position_high - rating.position_low) / rating.teams
                 widths[m].append(width)
-                certain = (
-                    "certain"
-                    if rating.medal_certain
-                    else f"p={rating.medal_probs[rating.medal or 'none']:.2f}"
-                )
+                task_widths[m] = width
+                medal = rating.medal or "none"
+                certain = "certain" if rating.medal_certain else f"p={rating.medal_probs[medal]:.2f}"
                 print(
                     f"{'':42} {'':>6} {m:>6} {f'[{rating.score_low:.5g}, {rating.score_high:.5g}]':>28} "
-                    f"{f'[{rating.position_low}–{rating.position_high}]':>22} {width:>6.1f}% "
-                    f"{rating.medal or 'none'} ({certain})"
+                    f"{f'[{rating.position_low}–{rating.position_high}]':>22} {width:>6.1f}% {medal} ({certain})"
                 )
-            if timing_case is None or prepared.n_test > len(timing_case[1]):
-                timing_case = (metric, graded.y_true, graded.y_pred, task.slug)
+            big = sorted(args.sizes)[-2:]
+            # width ~ c / sqrt(m): c from the two largest sizes (the small ones hit the leaderboard's ends)
+            c = statistics.mean(task_widths[m] * m**0.5 for m in big)
+            needed[task.slug] = (c / args.target_points) ** 2
+            speed.append((task.slug, metric.name, prepared.n_test, *_timings(metric, graded, args.resamples)))
 
     print()
     print("median interval width (percentage points of teams) by test size:")
-    chosen = None
     for m in args.sizes:
-        if not widths[m]:
-            continue
-        median = statistics.median(widths[m])
-        print(f"  m={m:>6}: median {median:5.1f}  max {max(widths[m]):5.1f}  over {len(widths[m])} tasks")
-        if chosen is None and median <= args.target_points:
-            chosen = m
-    print(f"chosen_max_test_rows={chosen if chosen is not None else max(args.sizes)} "
-          f"(smallest size with median width <= {args.target_points:g} points)")  # fmt: skip
+        if widths[m]:
+            median = statistics.median(widths[m])
+            print(f"  m={m:>6}: median {median:5.1f}  max {max(widths[m]):5.1f}  over {len(widths[m])} tasks")
+    print(f"test rows for an interval of <= {args.target_points:g} points (extrapolated as 1/sqrt(m)):")
+    for slug, rows in sorted(needed.items(), key=lambda kv: -kv[1]):
+        print(f"  {slug:42} {rows:>9.0f}")
+    if needed:
+        step = 5000
+        worst = int(-(-max(needed.values()) // step) * step)
+        median = int(-(-statistics.median(needed.values()) // step) * step)
+        print(f"median task needs <= {median} rows; chosen for the worst task:")
+        print(f"chosen_max_test_rows={worst}")
 
-    if timing_case is not None:
-        metric, y_true, y_pred, slug = timing_case
-        n = len(y_true)
-        started = time.perf_counter()
-        bootstrap_scores(metric, y_true, y_pred, args.resamples, seed=0)
-        fast = time.perf_counter() - started
-        loops = min(
-            args.resamples, 100
-        )  # the loop baseline is slow: time 100 resamples, scale to the same count
-        counts = bootstrap_counts(n, loops, seed=0)
-        started = time.perf_counter()
-        for row_counts in counts:
-            rows = np.repeat(np.arange(n), row_counts)
-            metric(y_true[rows], y_pred[rows])
-        loop = (time.perf_counter() - started) * args.resamples / loops
+    print()
+    for slug, name, n, fast, loop in speed:
         print(
-            f"bootstrap of {args.resamples} resamples x {n} rows ({slug}, {metric.name}): vectorised {fast:.2f} s, "
-            f"loop {loop:.2f} s"
+            f"bootstrap {args.resamples} x {n:>5} rows {slug:42} {name:20} vectorised {fast:6.3f} s  loop {loop:6.2f} s"
         )
-        print(f"bootstrap_speedup_vs_loop={loop / fast:.1f}")
+    if speed:
+        print(f"bootstrap_speedup_vs_loop={statistics.median(loop / fast for *_, fast, loop in speed):.1f}")
+
+
+def _timings(metric, graded, resamples: int) -> tuple[float, float]:  # noqa: ANN001
+    """Seconds for `resamples` bootstrap scores: vectorised, and the per-resample loop (timed on 100, scaled)."""
+    y_true, y_pred = graded.y_true, graded.y_pred
+    n = len(y_true)
+    started = time.perf_counter()
+    bootstrap_scores(metric, y_true, y_pred, resamples, seed=0)
+    fast = time.perf_counter() - started
+    loops = min(resamples, 100)
+    counts = bootstrap_counts(n, loops, seed=0)
+    started = time.perf_counter()
+    for row_counts in counts:
+        rows = np.repeat(np.arange(n), row_counts)
+        metric(y_true[rows], y_pred[rows])
+    return fast, (time.perf_counter() - started) * resamples / loops
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@
 Records go to `<run dir>/results.jsonl`, one per (task, solution, seed); the run dir is stable per
 (suite, solution), so re-running the same command resumes: finished records are skipped (`resume=false`
 starts over). A score only ever comes from the grader comparing submission.csv with the private answers.
+
+Each record (interface D) holds status ok | invalid | failed | error and `error` (one line), the score, the
+inner-validation score of a generated solution (`validation_score`) and its gap to the test score, and the
+rating with its bootstrap interval (`position_low`/`position_high`, `medal_probs`, `medal_certain`; settings
+in `rating:`). A task that cannot be loaded or prepared, or whose run raises, gets an `error` record and the
+others run; the exit code is 1 when any task errored, and a re-run retries just those.
 """
 
 from __future__ import annotations
@@ -119,9 +125,9 @@ def run_one(
 ) -> dict[str, Any]:
     """Build the solution, run it in the sandbox, grade and rate it: one result record.
 
-    status: ok (graded) | invalid (ran, the submission cannot be scored) | failed (the script did not finish:
-    crash, timeout, memory; `execution.status` says which). An exception in our own code is left to the
-    caller, which records status `error`.
+    status: ok (graded) | invalid (ran, but no submission or one that cannot be scored) | failed (the script
+    did not finish: crash, timeout, memory; `execution.status` says which). An exception in our own code is
+    left to the caller, which records status `error`.
     """
     rating_cfg = dict(rating_cfg or {})
     started = time.perf_counter()
@@ -138,8 +144,8 @@ def run_one(
         graded = grade(prepared, Path(result.workdir) / "submission.csv")
         score, reason = graded.score, graded.reason
         status = "ok" if graded.valid else "invalid"
-    else:
-        status = "failed"
+    else:  # the sandbox's "invalid" (exit 0, no submission.csv) is an invalid submission; the rest failed runs
+        status = "invalid" if result.status == "invalid" else "failed"
         reason = result.message or f"solution did not finish: {result.status}"
     record.update(status=status, score=score, invalid_reason=reason, error=reason)
     rating = None

@@ -336,7 +336,7 @@ class RandomSplit:
     name = "random"
 
     def __init__(
-        self, test_fraction: float = 0.2, max_test_rows: int | None = 10000, stratify: bool | None = None
+        self, test_fraction: float = 0.2, max_test_rows: int | None = None, stratify: bool | None = None
     ) -> None:
         self.test_fraction = test_fraction
         self.max_test_rows = max_test_rows
@@ -380,7 +380,7 @@ class TimeSplit:
     name = "time"
 
     def __init__(
-        self, time_columns: list[str], test_fraction: float = 0.2, max_test_rows: int | None = 10000
+        self, time_columns: list[str], test_fraction: float = 0.2, max_test_rows: int | None = None
     ) -> None:
         if not time_columns:
             raise PipesynthError("TimeSplit needs time_columns", "set split.time_columns: [<column>, ...]")
@@ -441,7 +441,7 @@ class GroupSplit:
         column: str,
         pattern: str | None = None,
         test_fraction: float = 0.2,
-        max_test_rows: int | None = 10000,
+        max_test_rows: int | None = None,
     ) -> None:
         self.column = column
         self.pattern = pattern

@@ -5,8 +5,9 @@
 
 task.json holds the competition's facts. How a task is split and which leaderboard caveats apply are project
 decisions, so they live in config, not in the (read-only) task folder: the suite's `split` defaults
-(`conf/suite/*.yaml`) merged with an optional per-task file `conf/task_overrides/<slug>.yaml` (keys `split`,
-`files`, `leaderboard`).
+(`conf/split/default.yaml`, composed by `conf/suite/*.yaml`) merged with an optional per-task file
+`conf/task_overrides/<slug>.yaml` (keys `split`, `files` — train/test names, `copy`, `join`, `readers` —
+and `leaderboard`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ DEFAULT_OVERRIDES_DIR = REPO_ROOT / "conf" / "task_overrides"
 REQUIRED_FIELDS = ("title", "data_type", "task_type", "targets", "metric", "higher_is_better")
 CLASSIFICATION_TYPES = ("binary_classification", "multiclass_classification", "multilabel_classification")
 
-# Used when neither the suite nor conf/task_overrides/<slug>.yaml says otherwise: a seeded random split of
-# raw/train.csv, stratified by the labels for classification tasks.
-DEFAULT_SPLIT: dict[str, Any] = {
-    "_target_": "src.tasks.prepare.RandomSplit",
-    "test_fraction": 0.2,
-    "max_test_rows": 10000,
-}
+# Used when neither the suite nor conf/task_overrides/<slug>.yaml says otherwise (the suites compose the same
+# file): a seeded random split of raw/train.csv, stratified by the labels for classification tasks, capped.
+DEFAULT_SPLIT_PATH = REPO_ROOT / "conf" / "split" / "default.yaml"
+DEFAULT_SPLIT: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(DEFAULT_SPLIT_PATH))  # type: ignore[assignment]
 DEFAULT_FILES: dict[str, Any] = {
     "train": "train.csv",  # the labelled file the split is carved from
     "test": "test.csv",  # Kaggle's unlabelled test: its columns say which features a solution may see
