@@ -168,10 +168,10 @@ def run_one(
     return record
 
 
-def _guarded(task: Task, prepared: PreparedTask, solution_name: str, seed: int, *args: Any) -> dict[str, Any]:
-    """run_one, with any exception turned into an `error` record: one task never stops the suite."""
+def _guarded(task: Task, solution_name: str, seed: int, *args: Any) -> dict[str, Any]:
+    """run_one(task, *args) with any exception turned into an `error` record: one task never stops the suite."""
     try:
-        return run_one(task, prepared, args[0], solution_name, seed, *args[1:])
+        return run_one(task, *args)
     except Exception as err:
         log.exception("%s (seed %d) raised", task.slug, seed)
         return error_record(task.slug, solution_name, seed, _one_line(err), task)
@@ -270,13 +270,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             pool.submit(
                 _guarded,
                 task,
-                prepared[task.slug],
                 solution_name,
                 seed,
-                provider,
-                sandbox,
-                run_dir,
-                rating_cfg,
+                *(prepared[task.slug], provider, solution_name, seed, sandbox, run_dir, rating_cfg),
             )
             for task, seed in todo
         ]

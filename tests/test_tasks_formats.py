@@ -99,6 +99,9 @@ def test_json_records_with_per_class_probabilities_prepare_run_and_grade(
     assert graded.valid, graded.reason
     assert graded.score < math.log(3) - 0.05  # better than uniform on 300 real test rows
 
+    # deterministic: another cache, the same bytes
+    assert prepare_task(task, tmp_path / "cache-again").checksums == prepared.checksums
+
     # a sample submission holding only the label column gets the per-class format too
     (tmp_path / "data" / "spooky-json" / "raw" / "sample_submission.csv").write_text("id,author\nx,EAP\n")
     again = prepare_task(load_task(tmp_path / "data", "spooky-json", overrides_dir=None), tmp_path / "cache2")
