@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -11,9 +12,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.evaluate import evaluate
 from src.reporting.runlog import RunLogger, record_summary, variant_axes
-from src.reporting.wandb_offline import offline_runs
+from src.reporting.wandb_offline import OfflineRun, offline_runs
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _runs(folder: Path, n: int) -> list[OfflineRun]:
+    """The offline runs under `folder` once `n` of them are complete: wandb-core writes the run log in its own
+    process, and `finish()` can return before the last records land on a busy machine."""
+    deadline = time.monotonic() + 60
+    while True:
+        runs = offline_runs(folder)
+        if sum(r.exit_code is not None for r in runs) >= n or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
 
 
 def _cfg(tmp_path: Path, shared_dir: Path, *overrides: str) -> DictConfig:
@@ -35,7 +47,7 @@ def _cfg(tmp_path: Path, shared_dir: Path, *overrides: str) -> DictConfig:
 def test_evaluation_runs_are_logged_and_read_back(tmp_path: Path, shared_dir: Path) -> None:
     cfg = _cfg(tmp_path, shared_dir, "tasks=[titanic]", "seeds=[0,1]", "+group=exp_test")
     out = evaluate(cfg)
-    runs = {r.job_type + ":" + r.name: r for r in offline_runs(tmp_path / "run")}
+    runs = {r.job_type + ":" + r.name: r for r in _runs(tmp_path / "run", 3)}
     assert sorted(runs) == [
         "evaluate:titanic/baseline_constant/seed0",
         "evaluate:titanic/baseline_constant/seed1",
@@ -61,7 +73,7 @@ def test_evaluation_runs_are_logged_and_read_back(tmp_path: Path, shared_dir: Pa
     assert suite.summary["results"]["nrows"] == 2  # the W&B Table of the suite
     # resume: nothing new to run -> no new runs
     evaluate(cfg)
-    assert len(offline_runs(tmp_path / "run")) == 3
+    assert len(_runs(tmp_path / "run", 3)) == 3
 
 
 def test_csv_and_none_loggers(tmp_path: Path, shared_dir: Path) -> None:
@@ -97,7 +109,7 @@ def test_generation_run_carries_axes_summary_and_artifact(tmp_path: Path) -> Non
     for name in ("instruction.md", "solution.py", "journal.json"):
         (tmp_path / name).write_text("{}" if name.endswith(".json") else name)
     RunLogger(cfg, tmp_path).log_generation(cfg, summary, tmp_path)
-    (run,) = offline_runs(tmp_path)
+    (run,) = _runs(tmp_path, 1)
     assert {"refine=multi_role", "coder=compiler", "model=smollm2_135m", "temperature=0.5", "k=3"} <= set(
         run.tags
     )

@@ -199,7 +199,8 @@ def figure2_heatmap(family_cells: pd.DataFrame, path: Path, title: str) -> Path:
     for cell in cells.itertuples(index=False):
         i, j = types.index(cell.data_type), metrics.index(cell.metric_category)
         share[i, j] = cell.share
-        ax.text(j, i, f"{cell.family}\n{cell.count}/{cell.named}", ha="center", va="center", fontsize=6)
+        ax.text(j, i, f"{cell.family}\n{cell.count}/{cell.named}", ha="center", va="center", fontsize=6,
+                color="white" if cell.share > 0.6 else "black")  # fmt: skip
     image = ax.imshow(share, cmap="YlGn", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(metrics)), metrics, rotation=40, ha="right", fontsize=7)
     ax.set_yticks(range(len(types)), types, fontsize=7)
