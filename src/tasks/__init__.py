@@ -3,7 +3,7 @@
 from src.tasks.grading import Grade, grade
 from src.tasks.metrics import Metric, get_metric, metric_names
 from src.tasks.prepare import PreparedTask, prepare_task
-from src.tasks.rating import Rating, rate
+from src.tasks.rating import Rating, bootstrap_scores, rate
 from src.tasks.registry import Task, load_suite, load_task
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "PreparedTask",
     "Rating",
     "Task",
+    "bootstrap_scores",
     "get_metric",
     "grade",
     "load_suite",
