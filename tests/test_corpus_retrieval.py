@@ -220,9 +220,7 @@ def test_retrieval_configs_compose(name: str) -> None:
 def test_load_index_from_config_excludes_suites_and_the_evaluated_task(tmp_path: Path) -> None:
     cfg = retrieval_cfg(
         "context",
-        "retrieval.embedder._target_=src.corpus.retrieval.TfidfEmbedder",
-        "~retrieval.embedder.batch_size",
-        "~retrieval.embedder.max_chars",
+        "retrieval/embedder=tfidf",
         f"retrieval.cache_dir={tmp_path}",
         "retrieval.exclude_suites=[]",
     )
@@ -231,14 +229,7 @@ def test_load_index_from_config_excludes_suites_and_the_evaluated_task(tmp_path:
     assert len(index.competitions) == 90
     full = load_index(cfg.retrieval)
     assert len(full.competitions) == 91
-    default = load_index(
-        retrieval_cfg(
-            "context",
-            "retrieval.embedder._target_=src.corpus.retrieval.TfidfEmbedder",
-            "~retrieval.embedder.batch_size",
-            "~retrieval.embedder.max_chars",
-        ).retrieval
-    )
+    default = load_index(retrieval_cfg("context", "retrieval/embedder=tfidf").retrieval)
     assert sum(default.exclusion.report.values()) == 136 and len(default.competitions) == 88
 
 
