@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from src.reporting.results import mean_beaten
 
 log = logging.getLogger(__name__)
 
@@ -248,18 +251,20 @@ class RunLogger:
         if not self or not records:
             return
         rows = [flat_row(r) for r in records]
-        beaten = [r["beaten_pct"] for r in rows if r.get("beaten_pct") is not None]
         summary = {
             "records": len(rows),
             "valid": sum(1 for r in records if r.get("score") is not None),
-            "mean_beaten_pct": sum(beaten) / len(beaten) if beaten else None,
+            # the sweep objective: unrated runs count as 0 (as src.evaluate returns it to the Optuna sweeper)
+            "mean_beaten_pct": 100 * mean_beaten(records),
             "medals": sum(1 for r in rows if r.get("medal") not in (None, "none")),
         }
         variant = _container(cfg.solution)
         axes = {"solution": solution, **variant_axes(variant, self.keys)}
         suite = str((cfg.get("suite") or {}).get("name", "suite"))
+        # under a W&B sweep agent the suite run IS the agent's run: the sweep reads its mean_beaten_pct
+        sweep_run = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
         self.log(
-            run_id=_run_id(self.group, suite, solution, "suite"),
+            run_id=sweep_run or _run_id(self.group, suite, solution, "suite"),
             name=f"{suite}/{solution}/suite",
             config={
                 "solution": variant,
