@@ -125,8 +125,8 @@ def test_numbers_are_read_and_clamped_to_the_budget() -> None:
     params = plan.models[0].params
     assert params["learning_rate"] == 0.03 and params["num_leaves"] == 64 and params["max_depth"] == 7
     assert params["colsample_bytree"] == 0.7
-    assert params["n_estimators"] == 600  # 5000 requested; the catalog's runtime cap
-    assert any("n_estimators=5000 clamped to 600" in n for n in plan.notes)
+    assert params["n_estimators"] == 2000  # 5000 requested; the catalog's runtime cap
+    assert any("n_estimators=5000 clamped to 2000" in n for n in plan.notes)
     assert plan.validation.scheme == "stratified" and plan.validation.n_splits == 10
     assert plan.training.early_stopping and plan.training.early_stopping_rounds == 100
 

@@ -44,7 +44,7 @@ from src.llm import ChatRequest
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
-from src.pipeline.compiler.plan import ModelSpec, Plan, is_classification
+from src.pipeline.compiler.plan import ModelSpec, Plan, is_classification, role_params
 from src.pipeline.journal import Journal, Node, llm_usage
 from src.pipeline.refine import RefineContext, Refined
 from src.pipeline.repair import (
@@ -192,6 +192,8 @@ def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
     table = catalog.moves()
     out: list[tuple[str, Plan]] = []
     model = plan.models[0]
+    role = "classifier" if is_classification(plan) else "regressor"
+    allowed = role_params(model.family, role)  # a move naming a parameter the family lacks is no move
     edits = list(table["params"].get(model.family) or [])
     if is_classification(plan):
         edits += table.get("classification") or []
@@ -200,10 +202,10 @@ def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
         params = edited.models[0].params
         changed = False
         for name, value in (edit.get("set") or {}).items():
-            if params.get(name) != value:
+            if name in allowed and params.get(name) != value:
                 params[name], changed = value, True
         for name, factor in (edit.get("scale") or {}).items():
-            new = _scaled(params.get(name), float(factor))
+            new = _scaled(params.get(name), float(factor)) if name in allowed else None
             if new is not None:
                 params[name], changed = new, True
         if changed:
@@ -255,6 +257,8 @@ class SearchState:
     tried: dict[str, set[str]] = field(default_factory=dict)  # node id -> moves proposed from it
     seen_codes: set[str] = field(default_factory=set)
     drafts: int = 0
+    duplicates: int = 0
+    closing: bool = False  # the last round(s): time or nodes nearly spent
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
 
 
@@ -401,6 +405,9 @@ class Search:
             if elapsed + per_round > self.budget_s:
                 break
             width = min(self.workers, self.max_nodes - len(state.nodes))
+            state.closing = (
+                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= self.max_nodes
+            )
             proposals = self._propose(ctx, journal, state, rng, width)
             if not proposals:
                 break
@@ -413,7 +420,10 @@ class Search:
             else:
                 nodes = [self._evaluate(proposals[0], ctx, journal, runner, cache)]
             seconds.append(time.perf_counter() - began)
-            state.nodes.extend(n for n in nodes if n is not None)
+            state.nodes.extend(n for n in nodes if n is not None and n.status != "duplicate")
+            state.duplicates += sum(1 for n in nodes if n is not None and n.status == "duplicate")
+            if state.duplicates > 2 * self.max_nodes:
+                break  # the moves keep landing on scripts already run: nothing new left to try
 
         best = self._best(journal, state)
         journal.meta["search"] = {
@@ -522,8 +532,9 @@ class Search:
         ranked = self._ranked(journal, state)
         root = state.nodes[0]
         # 1. drafts: other model families from the root's plan
-        if compiled and state.drafts < self.num_drafts and root.plan:
-            for move, plan in family_moves(Plan.from_dict(root.plan)):
+        drafts = family_moves(Plan.from_dict(root.plan)) if compiled and root.plan else []
+        if state.drafts < min(self.num_drafts, len(drafts)):
+            for move, plan in drafts:
                 if self._claim(state, root, move):
                     state.drafts += 1
                     return Proposal(root, "draft", move, plan=plan)
@@ -532,16 +543,17 @@ class Search:
             children = {n.parent for n in state.nodes}
             for node in state.nodes:
                 depth = int(node.meta.get("debug_depth", 0))
-                if node.status != "ok" and node.id not in children and depth < self.max_debug_depth:
+                failed = node.status not in ("ok", "duplicate")
+                if failed and node.id not in children and depth < self.max_debug_depth:
                     if self._claim(state, node, "debug"):
                         return Proposal(node, "debug", "repair the failed run")
         if not ranked:
             return None
-        # 3. an ensemble of the best nodes of different families, once per set
-        if compiled and self.ensemble_size > 1 and len(ranked) >= 2 and ranked[0].plan:
+        # 3. near the end: an ensemble of the best single-model nodes of different families, once per set
+        if compiled and self.ensemble_size > 1 and len(ranked) >= 2 and ranked[0].plan and state.closing:
             families: dict[str, Node] = {}
             for node in ranked:
-                if node.plan and node.plan["models"]:
+                if node.plan and len(node.plan["models"]) == 1:
                     families.setdefault(node.plan["models"][0]["family"], node)
             members = list(families.values())[: self.ensemble_size]
             key = tuple(sorted(m.id for m in members))
@@ -550,8 +562,7 @@ class Search:
                 and key not in state.ensembled
                 and not any(p.kind == "ensemble" for p in pending)
             ):
-                drafts_done = state.drafts >= self.num_drafts
-                if drafts_done and len(state.nodes) >= min(self.max_nodes - 1, 2 * len(members) + 1):
+                if state.drafts >= min(self.num_drafts, len(drafts)):
                     state.ensembled.add(key)
                     plan = ensemble_plan(
                         Plan.from_dict(members[0].plan),  # type: ignore[arg-type]
@@ -573,6 +584,9 @@ class Search:
                         return Proposal(node, "improve", move, plan=plan)
             elif self.prompts.get("improve") and self._claim(state, node, f"llm-improve-{len(state.nodes)}"):
                 return Proposal(node, "improve", "an edit the LLM proposed")
+        if not state.closing:  # nothing left to improve: end with the ensemble of what was found
+            state.closing = True
+            return self._next(ctx, journal, state, rng, pending)
         return None
 
     # ------------------------------------------------------------------ evaluation
