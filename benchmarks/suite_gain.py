@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from src.evaluate import evaluate  # noqa: E402
+from src.pipeline.journal import Journal  # noqa: E402
 from src.tasks.registry import load_suite  # noqa: E402
 
 
@@ -77,6 +78,35 @@ def _validation(record: dict[str, Any]) -> float | None:
 
 def _seconds(record: dict[str, Any]) -> float:
     return float(record.get("seconds") or 0.0)
+
+
+def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 600)) -> str:
+    """The best inner-validation score the search had after each number of seconds (from its journal): what
+    a smaller budget would have kept, and whether the score was still climbing at the end."""
+    path = (record.get("solution_meta") or {}).get("journal")
+    if not path or not Path(path).is_file():
+        return ""
+    journal = Journal.load(path)
+    nodes = [n for n in journal.nodes if n.stage == "search" and n.finished_at is not None]
+    if not nodes:
+        return ""
+    start = min(n.created_at for n in nodes)
+    parts = []
+    for mark in marks:
+        done = [
+            n
+            for n in nodes
+            if n.finished_at - start <= mark and n.status == "ok" and n.validation_score is not None
+        ]  # type: ignore[operator]
+        if done:
+            best = min(
+                done,
+                key=lambda n: n.validation_score if not journal.higher_is_better else -n.validation_score,
+            )  # type: ignore[arg-type, operator]
+            parts.append(f"{mark:.0f}s:{best.validation_score:.5g}({len(done)})")
+        if nodes and max(n.finished_at for n in nodes) - start < mark:  # type: ignore[operator]
+            break
+    return "anytime best inner validation (nodes): " + " ".join(parts)
 
 
 def main() -> None:
@@ -132,6 +162,8 @@ def main() -> None:
                 f"({100 * rating['beaten_fraction']:.1f}% beaten)  test {record['metric']}={record['score']:.5g}  "
                 f"inner validation {'n/a' if val is None else f'{val:.5g}'}  {_seconds(record):.0f}s"
             )
+            if name == "generate" and anytime(record):
+                print(f"{'':44s} {'':14s} {anytime(record)}")
     medians = {name: statistics.median(values) for name, values in beaten.items() if values}
     for name, value in medians.items():
         print(f"median_beaten_{name}={value:.1f}")
