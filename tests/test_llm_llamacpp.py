@@ -165,3 +165,41 @@ def test_real_qwen_gguf_chat_prefix_and_seeds() -> None:
     assert "return" in first[0].text and not first[0].text.startswith("```")  # continuation only
     assert first[1].text == again[0].text and first[1].completion_tokens > 0
     assert client.load_s is not None and client.load_s < 30
+
+
+SDIST = Path(
+    os.environ.get("PIPESYNTH_WHEELS", Path.home() / ".cache" / "pipesynth-wheels"),
+    "llama_cpp_python-0.3.36.tar.gz",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _qwen_installed(), reason="Qwen2.5-Coder-0.5B wheels not installed (scripts/setup.sh)"
+)
+@pytest.mark.skipif(
+    not SDIST.is_file(), reason=f"llama-cpp-python sdist not at {SDIST} (scripts/setup.sh keeps it)"
+)
+def test_lora_adapter_matches_transformers(tmp_path: Path) -> None:
+    """A random LoRA converted to llama.cpp's format steers greedy decoding as the merged fp32 model does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from src.llm.llamacpp import LlamaCppClient
+    from src.llm.local import LocalClient
+    from src.training.base_models import load_base_model
+
+    cfg = OmegaConf.load(CONF_DIR / "model" / "qwen25_coder_05b.yaml")
+    model, _ = load_base_model(cfg, None, MODELS_CACHE)
+    torch.manual_seed(0)
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+    del model
+    req = ChatRequest(messages=user("Write a Python function add(a, b)."), temperature=0.0, max_tokens=12)
+    # seeded, so the same adapter (fingerprint) each run: its converted GGUF is cached beside the base
+    common = {"model": cfg, "adapter": str(tmp_path / "adapter"), "cache_dir": MODELS_CACHE}
+    tuned = LlamaCppClient(llamacpp_sdist=str(SDIST), threads=2, **common).complete([req])[0].text
+    base = LlamaCppClient(model=cfg, cache_dir=MODELS_CACHE, threads=2).complete([req])[0].text
+    hf = LocalClient(device="cpu", **common).complete([req])[0].text
+    assert tuned != base  # the adapter is applied
+    assert tuned.split()[:3] == hf.split()[:3], (tuned, hf)  # and it is the same adapter

@@ -22,6 +22,7 @@ Weights load on the first `complete` call, so a replay from the cache never touc
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -68,7 +69,7 @@ def _llama_cpp_sources(sdist: str | Path | None, cache_dir: Path) -> Path:
             "run scripts/setup.sh with PIPESYNTH_LLAMACPP=1 (it keeps the sdist beside the wheel), or set "
             "llm.llamacpp_sdist=/path/to/llama_cpp_python-0.3.36.tar.gz, or merge the adapter and use llm=local",
         )
-    keep = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "gguf-py/")
+    keep = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
     with FileLock(str(target) + ".lock"):
         if not (target / "convert_lora_to_gguf.py").is_file():
             tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
@@ -202,6 +203,8 @@ class LlamaCppClient:
             verbose=False,
         )
         self.load_s = time.perf_counter() - start
+        # free the model before interpreter teardown: llama-cpp-python's __del__ fails once ctypes is gone
+        atexit.register(llm.close)
         self._setup(llm)
         log.info("loaded %s (%s) with %d threads in %.1fs", self.model_id, base.name, threads, self.load_s)
 
