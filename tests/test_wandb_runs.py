@@ -125,6 +125,8 @@ def test_axes_are_found_for_new_config_groups() -> None:
         {"name": "g", "k": 3, "retrieval": {"mode": "context", "n": 5}, "search": {"name": "greedy"},
          "llm": {"adapter": None, "temperature": 0.7, "model": {"name": "m"}}, "temperature": 0.2}
     )  # fmt: skip
+    assert variant_axes(OmegaConf.create({"llm": {"adapter": "/a/b/exp/run/adapter", "cache": {"mode": "replay"}}}),
+                        ["adapter"], exclude=["cache"]) == {"adapter": "exp/run/adapter"}  # fmt: skip
     axes = variant_axes(variant, ["adapter", "temperature", "k"])
     assert axes == {"retrieval": "context", "search": "greedy", "model": "m", "adapter": None,
                     "temperature": 0.2, "k": 3}  # fmt: skip

@@ -45,12 +45,17 @@ def _nodes(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
                 queue.append((str(key), child))
 
 
-def variant_axes(variant: Mapping[str, Any], keys: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The variant's axes: `{key: name-or-mode}` of every named sub-config (shallowest first) and the
-    shallowest scalar (or named node) found for each of `keys`."""
+def variant_axes(
+    variant: Mapping[str, Any],
+    keys: list[str] | tuple[str, ...] = (),
+    exclude: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The variant's axes: `{key: name-or-mode}` of every named sub-config (shallowest first, but not those in
+    `exclude`) and the shallowest scalar (or named node) found for each of `keys`. A path keeps its last three
+    parts (an adapter folder: <experiment>/<run>/adapter)."""
     axes: dict[str, Any] = {}
     for key, child in _nodes(variant):
-        if isinstance(child, Mapping) and key not in axes:
+        if isinstance(child, Mapping) and key not in axes and key not in exclude:
             label = child.get("name", child.get("mode"))
             if isinstance(label, str | int | float | bool):
                 axes[key] = label
@@ -64,7 +69,7 @@ def variant_axes(variant: Mapping[str, Any], keys: list[str] | tuple[str, ...] =
                     axes[key] = label
                     break
             elif child is None or isinstance(child, str | int | float | bool):
-                axes[key] = child
+                axes[key] = "/".join(child.split("/")[-3:]) if isinstance(child, str) else child
                 break
     return axes
 
@@ -107,9 +112,11 @@ def generation_summary(meta: Mapping[str, Any]) -> dict[str, Any]:
     for stage, seconds in (meta.get("timings") or {}).items():
         out[f"seconds/{str(stage).removesuffix('_s')}"] = seconds
     usage = meta.get("llm") or {}
-    for key in ("requests", "calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd"):
+    for key in ("requests", "calls", "cache_hits", "prompt_tokens", "completion_tokens", "seconds"):
         if key in usage:
             out[f"llm/{key}"] = usage[key]
+    if usage:  # a client that prices nothing (a local model) costs nothing
+        out["llm/cost_usd"] = usage.get("cost_usd", 0.0)
     if "prompt_tokens" in usage or "completion_tokens" in usage:
         out["llm/tokens"] = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
     if meta.get("rank") is not None:
@@ -146,6 +153,7 @@ class RunLogger:
         self.entry = str(cfg.get("entry") or "")
         tags_cfg = cfg.get("run_tags") or {}
         self.keys = list(tags_cfg.get("keys") or [])
+        self.exclude = list(tags_cfg.get("exclude") or [])
 
     def __bool__(self) -> bool:
         return bool(self.nodes)
@@ -226,7 +234,7 @@ class RunLogger:
         if not self:
             return
         variant = _container(cfg.solution)
-        axes = {"solution": record["solution"], **variant_axes(variant, self.keys)}
+        axes = {"solution": record["solution"], **variant_axes(variant, self.keys, self.exclude)}
         files = _artifact_files(record, build_dir)
         self.log(
             run_id=_run_id(self.group, record["task"], record["solution"], f"s{record['seed']}"),
@@ -259,7 +267,7 @@ class RunLogger:
             "medals": sum(1 for r in rows if r.get("medal") not in (None, "none")),
         }
         variant = _container(cfg.solution)
-        axes = {"solution": solution, **variant_axes(variant, self.keys)}
+        axes = {"solution": solution, **variant_axes(variant, self.keys, self.exclude)}
         suite = str((cfg.get("suite") or {}).get("name", "suite"))
         # under a W&B sweep agent the suite run IS the agent's run: the sweep reads its mean_beaten_pct
         sweep_run = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
@@ -284,7 +292,7 @@ class RunLogger:
             return
         skip = ("hydra", "paths", "logger", "run_tags")
         variant = {str(k): _container(cfg[k]) for k in cfg if k not in skip}
-        axes = variant_axes(variant, self.keys)
+        axes = variant_axes(variant, self.keys, self.exclude)
         task = str(summary.get("task") or cfg.get("name"))
         seed = cfg.get("seed", 0)
         self.log(
