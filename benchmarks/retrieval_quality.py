@@ -8,11 +8,12 @@ measured on the same competitions: the corpus majority for the data type x metri
 competition) and `vote_family` with the conf/decide/vote.yaml weights.
 
     .venv/bin/python benchmarks/retrieval_quality.py            # ~1 min on 2 cores
-    .venv/bin/python benchmarks/retrieval_quality.py --n-neighbours 5
+    .venv/bin/python benchmarks/retrieval_quality.py --n-neighbours 3   # default: retrieval.n_vote (5)
 
-The best configuration: the most competitions with the right family among the n retrieved neighbours (what
-few-shot context and the vote consume), then the vote's agreement, then the nearest neighbour's. Last lines:
-`best_embedder=<name>`, `best_query=<form>`, `neighbour_family_agreement=<float>` (its among-n rate).
+Two uses, two choices: `solution=retrieval_only` takes the nearest family-naming neighbour (best by that rate);
+`decide=vote` and few-shot context consume n neighbours (best by the vote's rate). Last lines:
+`nearest_embedder=`, `nearest_query=`, `nearest_family_agreement=`, `vote_embedder=`, `vote_query=`,
+`vote_family_agreement=`.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default=str(SHARED / "data/linguacodus/result_prompts_new.csv"))
     parser.add_argument("--data-dir", default=str(SHARED / "data/kaggle"))
-    parser.add_argument("--n-neighbours", type=int, default=3)
+    parser.add_argument("--n-neighbours", type=int, default=None, help="default: retrieval.n_vote")
     args = parser.parse_args()
 
     rows = corpus_rows(args.corpus)
     exclusion = exclusion_for_suites(["dev", "paper"], rows, args.data_dir)
     retrieval = OmegaConf.load(REPO_ROOT / "conf/retrieval/context.yaml")
+    args.n_neighbours = args.n_neighbours or int(retrieval.n_vote)
     vote_cfg = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf/decide/vote.yaml").vote)
     weights = {
         "dt+metric": (float(retrieval.data_type_weight), float(retrieval.metric_weight)),
@@ -71,7 +73,7 @@ def main() -> None:
 
     results: dict[str, list[bool]] = {}
     scores: dict[str, tuple[int, int, int]] = {}
-    among_by: dict[str, list[bool]] = {}
+    voted_by: dict[str, list[bool]] = {}
     majority_hits: list[bool] | None = None
     cache = Path(REPO_ROOT / ".cache" / "retrieval")
     for emb_name, embedder in embedders.items():
@@ -109,7 +111,7 @@ def main() -> None:
             key = f"{emb_name} / {w_name}"
             results[key] = nearest
             scores[key] = (sum(nearest), sum(voted), sum(among))
-            among_by[key] = among
+            voted_by[key] = voted
             print(f"{key}:")
             print(line("  nearest family-naming neighbour's rank-1", nearest, majority))
             print(line("  nearest neighbour's rank-1 (None counts as a miss)", strict, majority))
@@ -117,18 +119,25 @@ def main() -> None:
             print(line("  vote_family (conf/decide/vote.yaml)", voted, majority))
             print(line("  vote_family without the majority ballot", no_majority, majority))
             print(f"  ({time.perf_counter() - start:.1f} s)")
-    # best: a retrieved neighbour (of the n that few-shot context and the vote consume) has the right family, then
-    # the vote's agreement, then the nearest neighbour's (the rates are close: see the intervals and the pairs)
-    best = max(scores, key=lambda k: (scores[k][2], scores[k][1], scores[k][0]))
-    for other in scores:
-        if other != best:
-            a, b = among_by[best], among_by[other]
-            wins = sum(x and not y for x, y in zip(a, b, strict=True))
-            losses = sum(y and not x for x, y in zip(a, b, strict=True))
-            print(f"among-{args.n_neighbours}, paired: {best} vs {other}: +{wins} / -{losses}")
-    print(f"best_embedder={best.split(' / ')[0]}")
-    print(f"best_query={best.split(' / ')[1]}")
-    print(f"neighbour_family_agreement={sum(among_by[best]) / len(among_by[best]):.3f}")
+    # Two uses, two choices: retrieval_only takes the nearest family-naming neighbour; decide=vote (and the
+    # few-shot context) consume n neighbours. Ties: the other measure, then among-n.
+    uses = {
+        "nearest": lambda k: (scores[k][0], scores[k][1], scores[k][2]),
+        "vote": lambda k: (scores[k][1], scores[k][2], scores[k][0]),
+    }
+    lines = []
+    for use, rank in uses.items():
+        best = max(scores, key=rank)
+        measure = results if use == "nearest" else voted_by
+        for other in scores:
+            if other != best:
+                wins = sum(x and not y for x, y in zip(measure[best], measure[other], strict=True))
+                losses = sum(y and not x for x, y in zip(measure[best], measure[other], strict=True))
+                print(f"{use}, paired: {best} vs {other}: +{wins} / -{losses}")
+        rate = sum(measure[best]) / len(measure[best])
+        lines += [f"{use}_embedder={best.split(' / ')[0]}", f"{use}_query={best.split(' / ')[1]}"]
+        lines.append(f"{use}_family_agreement={rate:.3f}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

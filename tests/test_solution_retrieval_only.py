@@ -24,7 +24,6 @@ def solution_cfg(tmp_path: Path, shared_dir: Path, *overrides: str) -> DictConfi
             "evaluate",
             overrides=[
                 "solution=retrieval_only",
-                "retrieval/embedder@solution.retrieval.embedder=tfidf",
                 f"paths.shared_dir={shared_dir}",
                 f"paths.cache_dir={tmp_path / 'cache'}",
                 *overrides,
@@ -47,6 +46,9 @@ def test_config_composes_and_names_the_suite_tasks(tmp_path: Path, shared_dir: P
     assert cfg.solution.name == "retrieval_only"
     assert "titanic" in cfg.solution.evaluated_tasks  # the dev suite being evaluated
     assert cfg.solution.coder._target_ == "src.pipeline.compiler.CompilerCoder"
+    # TF-IDF: the better nearest-neighbour family agreement (benchmarks/retrieval_quality.py)
+    assert cfg.solution.retrieval.embedder._target_ == "src.corpus.retrieval.TfidfEmbedder"
+    assert cfg.solution.retrieval.mode == "context"
     assert isinstance(instantiate(cfg.solution), RetrievalOnly)
 
 
