@@ -294,3 +294,20 @@ def test_corpus_retriever_excludes_the_task_itself(corpus_csv: Path, kaggle_dir:
     assert excluded and len(guidance.candidates) == 2
     assert not set(excluded) & {c["competition"] for c in guidance.candidates}
     assert all("titanic" not in c["text"].lower() for c in guidance.candidates)
+
+
+def test_guided_bodies_with_numbered_sub_headings_still_parse_into_the_three_sections() -> None:
+    # what Qwen2.5-Coder wrote: numbered "step: detail" items, which the section parser reads as headings
+    replies = iter(
+        [
+            " \n1. Data cleaning: drop duplicates.\n2. **Data Transformation:** scale the features.",
+            " \n1. Choose a suitable model: a decision tree classifier.\n2. Select hyperparameters: grid search.",
+            " \n1. Split the dataset into training and testing sets: use scikit-learn.\n**Model Evaluation**\n- F1",
+        ]
+    )
+    client = CountingClient(lambda r: next(replies))
+    gen = _generator(k=1, sampling="guided", sections=SECTIONS)
+    [c] = gen.generate(client, FACTS, "Predict y.", Journal("toy", "roc_auc", True))
+    assert c.instruction.is_complete and not c.fallback
+    assert "decision tree classifier" in c.instruction.architecture
+    assert "grid search" in c.instruction.architecture and "scikit-learn" in c.instruction.training

@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from src.corpus.instruction import CORE_SECTIONS, Instruction, parse_instruction
+from src.corpus.instruction import CORE_SECTIONS, Instruction, _heading, parse_instruction
 from src.corpus.metric_categories import MetricCategories
 from src.corpus.prompts import PromptTemplate, to_corpus_data_type
 from src.errors import PipesynthError
@@ -392,13 +392,23 @@ def _finish_body(text: str, finish_reason: str) -> str:
     return text[:cut].rstrip() if cut > len(text) // 2 else text
 
 
-def section_body(heading: str, key: str, text: str) -> str:
-    """The body the model wrote after `heading`, up to where it began another section's heading."""
-    parsed = parse_instruction(f"{heading}{text}")
-    if parsed.sections and key in parsed.sections[0].keys:
-        return parsed.sections[0].body
-    # the model wrote a heading-less body that parse_instruction cannot attribute: keep its text
-    return text.strip()
+def section_body(text: str, headings: Sequence[str]) -> str:
+    """The body the model wrote after a heading: up to where it began one of the sampler's `headings` itself.
+
+    Lines the section parser would read as headings ("1. Data cleaning: ...", "**Model Evaluation:**") stay in
+    the body, indented, so the instruction still parses into exactly the sampler's sections.
+    """
+    titles = [h.rstrip(": ").strip().lower() for h in headings]
+    lines = text.split("\n")
+    body = [lines[0].strip()]  # the rest of the heading's own line
+    for line in lines[1:]:
+        found = _heading(line)
+        if found is not None and any(found.title.lower().startswith(t) for t in titles):
+            break  # the model started a section the sampler writes itself
+        body.append("  " + line.lstrip() if found is not None and found.indent == 0 else line.rstrip())
+    while body and not body[0].strip():
+        body.pop(0)
+    return "\n".join(body).rstrip()
 
 
 class InstructionGenerator:
@@ -563,8 +573,8 @@ class InstructionGenerator:
             completions: list[Completion] = client.complete(requests)
             for r, c in zip(ranks, completions, strict=True):
                 text = given + _finish_body(c.text, c.finish_reason)
-                body = section_body(section.heading, section.key, text)
-                joiner = "\n" if text.lstrip(" ").startswith("\n") else " "
+                body = section_body(text, other)
+                joiner = " " if text.split("\n", 1)[0].strip() else "\n"
                 written[r] = (written[r] + "\n\n" if written[r] else "") + section.heading
                 written[r] += (joiner + body) if body else ""
                 used[r].append(c)
