@@ -151,7 +151,7 @@ def test_real_qwen_gguf_chat_prefix_and_seeds() -> None:
     from src.llm.llamacpp import LlamaCppClient
 
     client = LlamaCppClient(
-        model=OmegaConf.load(CONF_DIR / "model" / "qwen25_coder_05b.yaml"), cache_dir=MODELS_CACHE, threads=2
+        model=OmegaConf.load(CONF_DIR / "model" / "qwen25_coder_05b.yaml"), cache_dir=MODELS_CACHE, threads=1
     )
     ask = ChatRequest(
         messages=user("Write a Python function add(a, b) that returns their sum."),
@@ -193,13 +193,18 @@ def test_lora_adapter_matches_transformers(tmp_path: Path) -> None:
     model, _ = load_base_model(cfg, None, MODELS_CACHE)
     torch.manual_seed(0)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
-    del model
-    req = ChatRequest(messages=user("Write a Python function add(a, b)."), temperature=0.0, max_tokens=12)
+    peft = get_peft_model(model, lora)
+    with torch.no_grad():  # random A and B, scaled so the text stays coherent but changes (measured)
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.3)
+    peft.save_pretrained(tmp_path / "adapter")
+    del model, peft
+    req = ChatRequest(messages=user("Write a Python function add(a, b)."), temperature=0.0, max_tokens=20)
     # seeded, so the same adapter (fingerprint) each run: its converted GGUF is cached beside the base
     common = {"model": cfg, "adapter": str(tmp_path / "adapter"), "cache_dir": MODELS_CACHE}
-    tuned = LlamaCppClient(llamacpp_sdist=str(SDIST), threads=2, **common).complete([req])[0].text
-    base = LlamaCppClient(model=cfg, cache_dir=MODELS_CACHE, threads=2).complete([req])[0].text
+    tuned = LlamaCppClient(llamacpp_sdist=str(SDIST), threads=1, **common).complete([req])[0].text
+    base = LlamaCppClient(model=cfg, cache_dir=MODELS_CACHE, threads=1).complete([req])[0].text
     hf = LocalClient(device="cpu", **common).complete([req])[0].text
-    assert tuned != base  # the adapter is applied
-    assert tuned.split()[:3] == hf.split()[:3], (tuned, hf)  # and it is the same adapter
+    assert tuned != base  # the adapter is applied ...
+    assert tuned.split()[:8] == hf.split()[:8], (tuned, hf)  # ... and it is the same adapter
