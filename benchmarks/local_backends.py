@@ -16,6 +16,7 @@ a common prefix). The ratios are llama.cpp over transformers, both measured in t
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -102,8 +103,11 @@ def main() -> None:
     model_cfg = OmegaConf.load(REPO_ROOT / "conf" / "model" / f"{args.model}.yaml")
     threads = set_torch_threads(args.threads)
     source = model_source(model_cfg)
+    # llama.cpp's threads spin-wait: more threads than idle cores is far slower, so say how busy the machine was
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"model={args.model} max_tokens={args.max_tokens} threads={threads} prompts={len(TASKS)}", flush=True
+        f"model={args.model} max_tokens={args.max_tokens} threads={threads} prompts={len(TASKS)} loadavg={load}",
+        flush=True,
     )
     common = {"model": model_cfg, "cache_dir": args.cache_dir, "max_tokens": args.max_tokens}
     hf = measure(
