@@ -272,8 +272,8 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.adapter and "adapter" not in variants:
         variants.append("adapter")
-    if "default" not in variants:
-        variants.append("default")
+    if "default" not in variants and any(v not in MODEL_FREE for v in variants):
+        variants.append("default")  # the closing figures are the default configuration's
     unknown = [v for v in variants if v not in (*MODEL_FREE, *VARIANT_OVERRIDES, "adapter")]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; use {[*MODEL_FREE, *VARIANT_OVERRIDES, 'adapter']}")
@@ -366,7 +366,7 @@ def main() -> None:
                 f"{'':<15} parts: model named {rate(s.model_named)}, preprocessing {rate(s.preprocessing)}, "
                 f"validation {rate(s.validation)}; mean distinct plans {np.mean(s.distinct) if s.distinct else float('nan'):.2f}"
             )
-    default = results["default"]
+    default = results.get("default") or results[variants[0]]
     agree = [default.agree[k] for k in keys]
     maj = [majority[k] for k in keys]
     print(f"family_agreement_vs_majority={(sum(agree) / sum(maj)) if sum(maj) else float('nan'):.3f}")
