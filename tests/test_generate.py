@@ -189,6 +189,7 @@ def test_cli_writes_journal_instruction_and_solution(tmp_path: Path) -> None:
         "llm=scripted",
         "llm.reply_fn=tests.test_generate.scripted_reply",
         "sampling=free",  # the scripted replies are whole answers
+        "decide=model",
         "k=2",
         "max_resample=0",
         "refine=none",
@@ -221,6 +222,7 @@ def test_cli_says_when_the_instruction_fell_back_and_what_was_substituted(tmp_pa
         "llm=scripted",
         "llm.reply_fn=tests.test_generate.garbage_reply",
         "sampling=free",  # a model that has not learned the format writes it all itself
+        "decide=model",
         "k=1",
         "max_resample=0",
         "refine=none",

@@ -85,6 +85,8 @@ def _cfg(url: str, out: Path, cache_mode: str, *extra: str) -> Any:
                 "repair_rounds=2",
                 "run_timeout_s=120",
                 "search=none",  # the search has its own tests (tests/test_search.py)
+                "sampling=free",  # the scripted server answers whole instructions
+                "decide=model",
                 *extra,
             ],
         )

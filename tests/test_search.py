@@ -273,6 +273,7 @@ def test_pipeline_keeps_the_search_choice_and_its_inner_validation(kaggle_dir: P
                 "llm=scripted",
                 "llm.default_reply=''",
                 "++sampling=free",
+                "decide=model",
                 "k=1",
                 "max_resample=0",
                 "refine=none",

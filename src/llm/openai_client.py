@@ -123,7 +123,7 @@ class OpenAIClient:
                     f"the LLM server at {self.base_url} cannot continue an answer prefix "
                     f"({r.describe(60)} starts its answer with {r.prefix[:40]!r})",
                     "use llm.prefix_mode=continue for a server that continues a final assistant message "
-                    "(vLLM, llama.cpp server), or instruct.sampling=free, or a raw-prompt template",
+                    "(vLLM, llama.cpp server), or sampling=free decide=model, or a raw-prompt template",
                 )
         if len(resolved) <= 1 or self.concurrency == 1:
             return [self._complete_one(r) for r in resolved]
