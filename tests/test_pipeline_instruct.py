@@ -311,3 +311,18 @@ def test_guided_bodies_with_numbered_sub_headings_still_parse_into_the_three_sec
     assert c.instruction.is_complete and not c.fallback
     assert "decision tree classifier" in c.instruction.architecture
     assert "grid search" in c.instruction.architecture and "scikit-learn" in c.instruction.training
+
+
+def test_a_model_that_ends_its_turn_after_a_heading_gets_the_first_bullet_written() -> None:
+    # Qwen sometimes ends its answer right after "Model training:" (it covered training under architecture)
+    def reply(r: ChatRequest) -> str:
+        if r.prefix.endswith("Model training:"):
+            return ""
+        return " use 5-fold CV" if r.prefix.endswith("\n-") else " - something concrete"
+
+    client = CountingClient(reply)
+    [c] = _generator(k=1, sampling="guided", sections=SECTIONS).generate(
+        client, FACTS, "Predict y.", Journal("toy", "roc_auc", True)
+    )
+    assert len(client.batches) == 4 and client.batches[3][0].prefix.endswith("Model training:\n-")
+    assert c.instruction.is_complete and c.instruction.training == "- use 5-fold CV"

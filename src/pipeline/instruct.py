@@ -38,7 +38,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from src.corpus.instruction import CORE_SECTIONS, Instruction, _heading, parse_instruction
@@ -571,8 +571,20 @@ class InstructionGenerator:
                 for r in ranks
             ]
             completions: list[Completion] = client.complete(requests)
+            texts = {
+                r: given + _finish_body(c.text, c.finish_reason)
+                for r, c in zip(ranks, completions, strict=True)
+            }
+            # a model that ends its turn right after a heading (it thinks it said it all) gets the section's
+            # first bullet written for it, once, in one more batch
+            empty = [i for i, r in enumerate(ranks) if not section_body(texts[r], other)]
+            if empty:
+                again = [replace(requests[i], prefix=requests[i].prefix + "\n-") for i in empty]
+                for i, c in zip(empty, client.complete(again), strict=True):
+                    used[ranks[i]].append(c)
+                    texts[ranks[i]] = given + "\n-" + _finish_body(c.text, c.finish_reason)
             for r, c in zip(ranks, completions, strict=True):
-                text = given + _finish_body(c.text, c.finish_reason)
+                text = texts[r]
                 body = section_body(text, other)
                 joiner = " " if text.split("\n", 1)[0].strip() else "\n"
                 written[r] = (written[r] + "\n\n" if written[r] else "") + section.heading
