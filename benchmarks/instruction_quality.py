@@ -200,6 +200,9 @@ def held_apart(adapter: str) -> set[str]:
             f"the adapter {path} has no saved training config, so its held-apart competitions are unknown",
             "pass an adapter written by python -m src.train (it saves pipesynth_config.yaml beside it)",
         )
+    if run_cfg.get("data") is not None and run_cfg.data.get("contamination") is None:
+        # a run from before the contamination exclusion trained on every competition's rows
+        run_cfg.data.contamination = {"exclude_suites": [], "exclude_tasks": []}
     # never trained on: every corpus competition outside the rows the run really trained on
     trained = set(build_corpus_with_report(run_cfg).dataset["train"]["competition"])
     return set(corpus_rows(str(run_cfg.paths.corpus_path))["competition"]) - trained
