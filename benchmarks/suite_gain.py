@@ -131,6 +131,7 @@ def main() -> None:
         "llm@solution.llm=scripted",
         "solution.llm.default_reply=''",
         "++solution.sampling=free",
+        "decide@solution.decide=model",  # no corpus vote: the benchmark stays independent of retrieval
     ]
     tag = "generate"
     if args.search:
