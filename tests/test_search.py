@@ -274,6 +274,9 @@ def test_pipeline_keeps_the_search_choice_and_its_inner_validation(kaggle_dir: P
                 "llm.default_reply=''",
                 "++sampling=free",
                 "decide=model",
+                "prompt=figure4",  # a raw-prompt template: the scripted client has no tokenizer
+                "decide=model",
+                "prompt=figure4",  # a raw-prompt template: the scripted client has no tokenizer
                 "k=1",
                 "max_resample=0",
                 "refine=none",
