@@ -132,6 +132,7 @@ def main() -> None:
         "solution.llm.default_reply=''",
         "++solution.sampling=free",
         "decide@solution.decide=model",  # no corpus vote: the benchmark stays independent of retrieval
+        "prompt@solution.prompt=figure4",  # a raw-prompt template: the scripted client has no tokenizer
     ]
     tag = "generate"
     if args.search:
