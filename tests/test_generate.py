@@ -31,7 +31,10 @@ GOOD = "Data preprocessing:\n- fill missing values\nModel architecture:\n- rando
 
 def scripted_reply(request: Any) -> str:
     """The scripted LLM of the CLI test: a good rank-1 instruction, garbage for the other ranks."""
-    return GOOD if "has the 1 place" in (request.prompt or "") else "garbage"
+    text = request.prompt or " ".join(
+        m["content"] for m in request.messages or ()
+    )  # chat templates: messages
+    return GOOD if "has the 1 place" in text else "garbage"
 
 
 def _compose(config: str, *overrides: str) -> DictConfig:
@@ -117,6 +120,11 @@ def test_dev_suite_valid_with_the_tiny_adapter(
         "solution.k=2",
         "solution.max_tokens=32",
         "solution.max_resample=1",
+        # the paper's free sampling (guided sampling makes even a random model well formed) and no search, so
+        # the resample -> fallback path and the chosen code node are what is checked
+        "solution.sampling=free",
+        "decide@solution.decide=model",
+        "search@solution.search=none",
     )
     journals = _check_all_valid(result, "local:tiny_llama+lora-")
     assert len(loads) == 1  # one model for the whole suite, shared by the runner's workers
@@ -151,10 +159,11 @@ def test_dev_suite_valid_with_smollm2_and_its_adapter(tmp_path: Path, request: p
 def test_defaults_run_offline() -> None:
     cfg = _compose("generate", "task=titanic", "paths.output_dir=/tmp/unused")
     assert cfg.llm._target_ == "src.llm.local.LocalClient"
-    assert cfg.llm.adapter == "latest:qlora_smollm2_cpu" and cfg.llm.adapter_required is False
-    assert cfg.llm.model.name == "smollm2_135m"
+    assert cfg.llm.adapter == "latest:qlora_qwen05b_cpu" and cfg.llm.adapter_required is False
+    assert cfg.llm.model.name == "qwen25_coder_05b"
     assert cfg.coder.name == "compiler" and cfg.refine.name == "execution"
-    assert cfg.prompt.name == "figure4" and (cfg.k, cfg.temperature) == (3, 0.7)
+    assert cfg.prompt.name == "chat_instruct" and (cfg.k, cfg.temperature) == (3, 0.7)
+    assert (cfg.sampling, cfg.decide.mode, cfg.retrieval.mode) == ("guided", "vote", "none")
     assert cfg.name == "titanic" and cfg.entry == "generate"
     provider = _compose("evaluate", "solution=generate").solution
     assert provider._target_ == "src.solutions.generated.GeneratedSolution"
@@ -262,12 +271,12 @@ def test_instructions_use_the_adapters_training_prompt(
     with caplog.at_level("WARNING"):
         pipeline = Pipeline.from_config(_compose("generate", *base))
     assert pipeline.config["prompt"] == "ablated"
-    assert "trained with prompt 'ablated', the config names 'figure4'" in caplog.text
+    assert "trained with prompt 'ablated', the config names 'chat_instruct'" in caplog.text
     facts = {"slug": "t", "data_type": "tabular", "metric": "accuracy", "task_type": "classification"}
     rendered = pipeline.instructor.prompts(facts, "Predict survival.")
     assert rendered[1].startswith("TASK Predict survival") and rendered[1].endswith("RANK 2 =>")
 
-    kept = Pipeline.from_config(_compose("generate", *base, "prompt_from_adapter=false"))
+    kept = Pipeline.from_config(_compose("generate", *base, "prompt_from_adapter=false", "prompt=figure4"))
     assert kept.config["prompt"] == "figure4"
     assert kept.instructor.prompts(facts, "Predict survival.")[0].startswith(
         "[INST] Get the main information"

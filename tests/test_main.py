@@ -27,11 +27,11 @@ def test_plan_takes_model_tasks_and_solutions_from_config(tmp_path: Path) -> Non
     steps = plan(_cfg(tmp_path))
     assert [s.module for s in steps] == ["src.train", "src.evaluate", "src.evaluate", "src.tables"]
     train, generate, baseline, tables = steps
-    assert "+experiment=qlora_smollm2_cpu" in train.overrides and train.skip_reason is None
+    assert "+experiment=qlora_qwen05b_cpu" in train.overrides and train.skip_reason is None
     assert f"paths.root_dir={tmp_path}" in train.overrides  # every step gets this job's paths
     assert "tasks=[titanic,spooky-author-identification,bike-sharing-demand]" in generate.overrides
     assert "+experiment=main" in generate.overrides and "solution=baseline_gbdt" in baseline.overrides
-    adapter = f"solution.llm.adapter={tmp_path}/outputs/train/qlora_smollm2_cpu/main/adapter"
+    adapter = f"solution.llm.adapter={tmp_path}/outputs/train/qlora_qwen05b_cpu/main/adapter"
     assert adapter in generate.overrides and "+experiment=main" not in baseline.overrides
     assert any(
         o.startswith("results=[") and "main/dev/baseline_gbdt/results.jsonl" in o for o in tables.overrides
@@ -41,7 +41,7 @@ def test_plan_takes_model_tasks_and_solutions_from_config(tmp_path: Path) -> Non
 
 
 def test_rerun_reuses_or_resumes_the_fine_tune(tmp_path: Path) -> None:
-    run = tmp_path / "outputs" / "train" / "qlora_smollm2_cpu" / "main"
+    run = tmp_path / "outputs" / "train" / "qlora_qwen05b_cpu" / "main"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_text("x")
     assert "ckpt_path=last" in plan(_cfg(tmp_path))[0].overrides  # interrupted: continue

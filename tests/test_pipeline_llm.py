@@ -87,6 +87,7 @@ def _cfg(url: str, out: Path, cache_mode: str, *extra: str) -> Any:
                 "search=none",  # the search has its own tests (tests/test_search.py)
                 "sampling=free",  # the scripted server answers whole instructions
                 "decide=model",
+                "prompt=figure4",  # the paper's raw prompts (completions endpoint); chat templates go as messages
                 *extra,
             ],
         )

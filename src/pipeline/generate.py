@@ -184,8 +184,8 @@ def build_instructor(cfg: DictConfig, client: Any, retriever: Any = None) -> Ins
     `retriever` reuses an already built corpus index (else one is built when the config asks for it)."""
     prompt_cfg = instruction_prompt(cfg, client)
     template = build_template(prompt_cfg)
-    if template.requires_tokenizer:
-        template = build_template(prompt_cfg, tokenizer=tokenizer_of(client))
+    if template.requires_tokenizer and (tokenizer := tokenizer_of(client)) is not None:
+        template = build_template(prompt_cfg, tokenizer=tokenizer)  # else chat messages (sends_messages)
     retrieval = str((cfg.get("retrieval") or {}).get("mode", "none"))
     decide = str((cfg.get("decide") or {}).get("mode", "model"))
     if retriever is None:

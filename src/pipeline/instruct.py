@@ -366,10 +366,18 @@ def context_format(cfg: Mapping[str, Any] | None) -> ContextFormat:
     )
 
 
+def sends_messages(template: PromptTemplate) -> bool:
+    """A chat template whose client has no tokenizer (an OpenAI-compatible server, a scripted client): the
+    request goes as chat messages and the server applies its own chat template."""
+    return bool(template.requires_tokenizer) and getattr(template, "tokenizer", None) is None
+
+
 def render_with_context(
     template: PromptTemplate, context: str, description: str, data_type: str, category: str, rank: int
 ) -> str:
     """The request with `context` before it: in the user turn for a chat template, before the text otherwise."""
+    if sends_messages(template):  # the user turn only: the request carries it as chat messages
+        return context + PromptTemplate.render_prompt(template, description, data_type, category, rank)
     if not context:
         return template.render_prompt(description, data_type, category, rank)
     if template.requires_tokenizer:
@@ -513,8 +521,13 @@ class InstructionGenerator:
 
     def _request(self, prompt: str, rank: int, attempt: int, seed: int, **extra: Any) -> ChatRequest:
         tag = extra.pop("tag", "")
+        text: dict[str, Any] = (
+            {"messages": tuple(self.template._messages(prompt))}  # type: ignore[attr-defined]
+            if sends_messages(self.template)
+            else {"prompt": prompt}
+        )
         return ChatRequest(
-            prompt=prompt,
+            **text,
             temperature=self.temperature,
             max_tokens=extra.pop("max_tokens", self.max_tokens),
             seed=seed + attempt * RESAMPLE_SEED_STRIDE,

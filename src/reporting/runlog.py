@@ -149,7 +149,9 @@ class RunLogger:
     def __init__(self, cfg: DictConfig, save_dir: str | Path) -> None:
         self.nodes = [n for n in (cfg.get("logger") or {}).values() if n]
         self.save_dir = Path(save_dir)
-        self.group = str(cfg.get("group") or cfg.get("name") or "")
+        # `name` interpolates Hydra's runtime (${hydra:...}), absent when a test or notebook composes the config
+        name = OmegaConf.select(cfg, "name", default=None, throw_on_resolution_failure=False)
+        self.group = str(cfg.get("group") or name or "")
         self.entry = str(cfg.get("entry") or "")
         tags_cfg = cfg.get("run_tags") or {}
         self.keys = list(tags_cfg.get("keys") or [])
