@@ -86,7 +86,9 @@ def test_without_the_fix_the_trap_is_real(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(base_models, "disable_cpu_weight_packing", lambda model: 0)
     summary = train(_cfg(tmp_path / "run", "trainer.max_steps=4", "logger=none"))
     curve = summary["train_loss_curve"]
-    assert abs(curve[3] - curve[1]) < 0.01, curve  # flat: the LoRA weights no longer get gradients
+    # no longer learning: the loss does not fall from step 2 to step 4 (it moves only with the batch), where the
+    # fixed run falls by more than 0.01 (test_training_loss_still_falls_after_validation_passes)
+    assert curve[3] > curve[1] - 0.01, curve
 
 
 def test_resume_from_last_continues_at_the_saved_step(tiny_run, tmp_path: Path) -> None:

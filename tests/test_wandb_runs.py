@@ -110,7 +110,7 @@ def test_generation_run_carries_axes_summary_and_artifact(tmp_path: Path) -> Non
         (tmp_path / name).write_text("{}" if name.endswith(".json") else name)
     RunLogger(cfg, tmp_path).log_generation(cfg, summary, tmp_path)
     (run,) = _runs(tmp_path, 1)
-    assert {"refine=multi_role", "coder=compiler", "model=smollm2_135m", "temperature=0.5", "k=3"} <= set(
+    assert {"refine=multi_role", "coder=compiler", "model=qwen25_coder_05b", "temperature=0.5", "k=3"} <= set(
         run.tags
     )
     assert any(t.startswith("adapter=") for t in run.tags)
