@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,12 @@ from src.errors import PipesynthError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Held while any torch model is built from disk. transformers/accelerate patch torch.nn.Module process-wide
+# while they build a model on the meta device, so a model loaded in another thread at the same moment (the
+# LLM in one suite worker, the retrieval embedder in the other) gets meta tensors ("Cannot copy out of meta
+# tensor").
+MODEL_LOAD_LOCK = threading.RLock()
 
 
 def register_resolvers() -> None:

