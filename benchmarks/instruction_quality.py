@@ -187,6 +187,7 @@ def corpus_items(rows: Any, exclude: set[str], keep: set[str] | None, limit: int
 def held_apart(adapter: str) -> set[str]:
     """The competitions the adapter's training run never trained on (its split rebuilt from its saved config)."""
     from src.corpus.build import build_corpus_with_report
+    from src.corpus.prompts import build_template
     from src.llm.local import resolve_adapter
 
     path = resolve_adapter(adapter, REPO_ROOT / "outputs" / "train")
@@ -204,7 +205,12 @@ def held_apart(adapter: str) -> set[str]:
         # a run from before the contamination exclusion trained on every competition's rows
         run_cfg.data.contamination = {"exclude_suites": [], "exclude_tasks": []}
     # never trained on: every corpus competition outside the rows the run really trained on
-    trained = set(build_corpus_with_report(run_cfg).dataset["train"]["competition"])
+    tokenizer = None
+    if build_template(run_cfg.prompt).requires_tokenizer:  # a chat-template adapter (e.g. chat_instruct)
+        from src.training.base_models import load_tokenizer
+
+        tokenizer = load_tokenizer(run_cfg.model, REPO_ROOT / ".cache")
+    trained = set(build_corpus_with_report(run_cfg, tokenizer=tokenizer).dataset["train"]["competition"])
     return set(corpus_rows(str(run_cfg.paths.corpus_path))["competition"]) - trained
 
 
