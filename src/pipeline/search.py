@@ -41,6 +41,7 @@ import pandas as pd
 
 from src.errors import PipesynthError
 from src.llm import ChatRequest
+from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
@@ -57,12 +58,14 @@ from src.pipeline.repair import (
     run_with_repair,
 )
 from src.pipeline.validation import build_validation_split
-from src.tasks.grading import grade
+from src.tasks.grading import Grade, grade
+from src.tasks.metrics import get_metric
 from src.tasks.prepare import PreparedTask
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("none", "greedy", "tree")
+BLEND_METHODS = ("auto", "weights", "stack")
 EVALUATIONS = ("auto", "oof", "holdout")
 OOF_FILE = "oof_submission.csv"
 
@@ -87,8 +90,14 @@ class OofRunner(PublicRunner):
 
     def grade_oof(self, oof_path: Path, where: Path) -> tuple[float | None, str | None, int]:
         """(score, reason when invalid, rows graded) of an out-of-fold file."""
+        graded, rows = self.graded(oof_path, where)
+        return graded.score, graded.reason, rows
+
+    def graded(self, oof_path: Path, where: Path) -> tuple[Grade, int]:
+        """The grader's verdict on an out-of-fold file (its aligned y_true / y_pred when valid), rows graded."""
         if not oof_path.is_file() or oof_path.is_symlink():
-            return None, f"the script wrote no {OOF_FILE} (out-of-fold predictions)", 0
+            reason = f"the script wrote no {OOF_FILE} (out-of-fold predictions)"
+            return Grade(score=None, valid=False, reason=reason, metric=str(self.facts["metric"])), 0
         ids = pd.read_csv(oof_path, dtype=str, usecols=[0], keep_default_na=False).iloc[:, 0]
         answers = self.labels[self.labels[self.id_column].isin(set(ids))]
         private = where / "oof_answers"  # host side, outside the sandbox's work folder
@@ -114,8 +123,7 @@ class OofRunner(PublicRunner):
             split_method="inner-oof",
             official_test=False,
         )
-        graded = grade(prepared, oof_path)
-        return graded.score, graded.reason, len(answers)
+        return grade(prepared, oof_path), len(answers)
 
     def __call__(self, code: str, node_id: str) -> RunOutcome:
         outcome = super().__call__(code, node_id)
@@ -146,6 +154,7 @@ class Proposal:
     instruction: str | None = None
     code: CodeResult | None = None
     llm: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _data_kind(plan: Plan) -> str:
@@ -260,6 +269,10 @@ class SearchState:
     duplicates: int = 0
     closing: bool = False  # the last round(s): time or nodes nearly spent
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
+    blended: set[tuple[str, ...]] = field(default_factory=set)
+    outputs: dict[str, Path] = field(default_factory=dict)  # node id -> the folder its run wrote into
+    node_seconds: dict[str, float] = field(default_factory=dict)  # node id -> wall seconds of its run
+    runner: Any = None
 
 
 class Search:
@@ -267,7 +280,9 @@ class Search:
 
     budget_s: wall-clock seconds for the search (a round that would end later is not started); max_nodes: nodes
     at most, the root included; workers: nodes run at once; num_drafts / debug_prob / max_debug_depth: AIDE's
-    policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); node_time_budget_s: CPU
+    policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); blend_size: search nodes a
+    blend may combine, whole solutions weighted on their out-of-fold predictions (0 or 1: no blends; oof
+    evaluation only); blend_method: auto (a stack where it validates better) | weights | stack; node_time_budget_s: CPU
     seconds of cross-validation a compiled node allows itself; min_gain: a node replaces the best only when it is
     better by more than this (relative to the best's score), so noise does not pick a change.
     """
@@ -283,6 +298,9 @@ class Search:
         debug_prob: float = 0.5,
         max_debug_depth: int = 2,
         ensemble_size: int = 3,
+        blend_size: int = 6,
+        blend_method: str = "auto",
+        blend_steps: int = 25,
         evaluation: str = "auto",
         node_time_budget_s: float | None = None,
         min_gain: float = 0.0,
@@ -295,6 +313,11 @@ class Search:
     ) -> None:
         if policy not in POLICIES:
             raise PipesynthError(f"search.policy={policy!r} is not one of {POLICIES}", "use search=tree")
+        if blend_method not in BLEND_METHODS:
+            raise PipesynthError(
+                f"search.blend_method={blend_method!r} is not one of {BLEND_METHODS}",
+                "use blend_method: auto",
+            )
         if evaluation not in EVALUATIONS:
             raise PipesynthError(
                 f"search.evaluation={evaluation!r} is not one of {EVALUATIONS}", "use evaluation: auto"
@@ -308,6 +331,9 @@ class Search:
         self.debug_prob = float(debug_prob) if policy == "tree" else 0.0
         self.max_debug_depth = int(max_debug_depth)
         self.ensemble_size = int(ensemble_size)
+        self.blend_size = int(blend_size)
+        self.blend_method = blend_method
+        self.blend_steps = int(blend_steps)
         self.evaluation = evaluation
         self.node_time_budget_s = node_time_budget_s
         self.min_gain = float(min_gain)
@@ -332,6 +358,8 @@ class Search:
             "workers": self.workers,
             "num_drafts": self.num_drafts,
             "ensemble_size": self.ensemble_size,
+            "blend_size": self.blend_size,
+            "blend_method": self.blend_method,
             "evaluation": self.evaluation,
         }
 
@@ -395,18 +423,23 @@ class Search:
         for node in journal.lineage(root.node):
             if node.stage in ("search", "repair") and node.step >= first_step:
                 node.meta.update(kind="root", move="the refined solution", evaluation=evaluation)
+        state.runner = runner
+        self._remember(state, root.node, root.outcome)
         state.nodes.append(root.node)  # the root (after any repairs) is what drafts start from
         state.seen_codes.add(root.node.meta.get("code_sha", ""))
         seconds: list[float] = [time.perf_counter() - started]
 
-        while len(state.nodes) < self.max_nodes:
+        blending = self.blend_size > 1 and isinstance(runner, OofRunner)
+        max_nodes = self.max_nodes - (1 if blending else 0)  # the blend is the last node
+        while len(state.nodes) < max_nodes:
             elapsed = time.perf_counter() - started
             per_round = max(seconds[-3:]) if seconds else 0.0
-            if elapsed + per_round > self.budget_s:
+            reserve = self._blend_reserve(state) if blending else 0.0  # the blend re-runs its members
+            if elapsed + per_round + reserve > self.budget_s:
                 break
-            width = min(self.workers, self.max_nodes - len(state.nodes))
+            width = min(self.workers, max_nodes - len(state.nodes))
             state.closing = (
-                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= self.max_nodes
+                elapsed + 2 * per_round + reserve > self.budget_s or len(state.nodes) + 2 * width >= max_nodes
             )
             proposals = self._propose(ctx, journal, state, rng, width)
             if not proposals:
@@ -415,15 +448,22 @@ class Search:
             if len(proposals) > 1:
                 with ThreadPoolExecutor(max_workers=len(proposals)) as pool:
                     nodes = list(
-                        pool.map(lambda p: self._evaluate(p, ctx, journal, runner, cache), proposals)
+                        pool.map(lambda p: self._evaluate(p, ctx, journal, runner, cache, state), proposals)
                     )
             else:
-                nodes = [self._evaluate(proposals[0], ctx, journal, runner, cache)]
+                nodes = [self._evaluate(proposals[0], ctx, journal, runner, cache, state)]
             seconds.append(time.perf_counter() - began)
             state.nodes.extend(n for n in nodes if n is not None and n.status != "duplicate")
             state.duplicates += sum(1 for n in nodes if n is not None and n.status == "duplicate")
             if state.duplicates > 2 * self.max_nodes:
                 break  # the moves keep landing on scripts already run: nothing new left to try
+        if blending and len(state.nodes) >= 2:
+            # last: whole solutions (each with its own preprocessing) weighted on their out-of-fold predictions
+            proposal = self._blend_proposal(ctx, state, self._ranked(journal, state))
+            if proposal is not None:
+                node = self._evaluate(proposal, ctx, journal, runner, cache, state)
+                if node is not None and node.status != "duplicate":
+                    state.nodes.append(node)
 
         best = self._best(journal, state)
         journal.meta["search"] = {
@@ -496,7 +536,12 @@ class Search:
 
     # ------------------------------------------------------------------ proposals
     def _ranked(self, journal: Journal, state: SearchState) -> list[Node]:
-        good = [n for n in state.nodes if n.status == "ok" and n.validation_score is not None]
+        # a node whose edit changed nothing (its parent's exact score) is its parent again: never expanded
+        good = [
+            n
+            for n in state.nodes
+            if n.status == "ok" and n.validation_score is not None and not n.meta.get("no_effect")
+        ]
         sign = -1.0 if journal.higher_is_better else 1.0
         return sorted(good, key=lambda n: (sign * float(n.validation_score), n.step))  # type: ignore[arg-type]
 
@@ -589,9 +634,94 @@ class Search:
             return self._next(ctx, journal, state, rng, pending)
         return None
 
+    # ------------------------------------------------------------------ blends
+    @staticmethod
+    def _remember(state: SearchState, node: Node, outcome: RunOutcome) -> None:
+        """Where a run that succeeded wrote its files, and how long it took (what a blend reuses)."""
+        if outcome.ok and outcome.executions and outcome.executions[0].get("workdir"):
+            state.outputs[node.id] = Path(outcome.executions[0]["workdir"])
+            state.node_seconds[node.id] = float(outcome.executions[0].get("duration_s") or 0.0)
+
+    @staticmethod
+    def _blend_reserve(state: SearchState) -> float:
+        """Seconds to keep for the blend at the end: three typical members run one after the other."""
+        seconds = sorted(state.node_seconds.values())
+        return 3 * seconds[len(seconds) // 2] if seconds else 0.0
+
+    def _blend_proposal(self, ctx: RefineContext, state: SearchState, ranked: list[Node]) -> Proposal | None:
+        """A blend of the best distinct nodes, weights (or a stack) fitted on their out-of-fold predictions."""
+        runner = state.runner
+        if self.blend_size < 2 or not isinstance(runner, OofRunner):
+            return None
+        candidates, scores = [], set()
+        for node in ranked:
+            key = round(float(node.validation_score), 12)  # type: ignore[arg-type]
+            if node.meta.get("kind") == "blend" or key in scores or node.id not in state.outputs:
+                continue  # equal scores: (nearly always) the same predictions
+            scores.add(key)
+            candidates.append(node)
+            if len(candidates) >= self.blend_size:
+                break
+        key = tuple(sorted(n.id for n in candidates))
+        if len(candidates) < 2 or key in state.blended:
+            return None
+        state.blended.add(key)
+        metric = get_metric(str(ctx.facts["metric"]))
+        grades = [
+            runner.graded(state.outputs[n.id] / OOF_FILE, runner.work_dir / f"blend-{n.id}")[0]
+            for n in candidates
+        ]
+        usable = [(n, g) for n, g in zip(candidates, grades, strict=True) if g.valid and g.y_pred is not None]
+        if len(usable) < 2 or len({len(g.y_pred) for _, g in usable}) != 1:  # type: ignore[arg-type]
+            reasons = sorted({str(g.reason) for g in grades if not g.valid})
+            log.info(
+                "%s: no blend: fewer than two out-of-fold files over the same rows %s",
+                ctx.facts.get("slug"),
+                reasons,
+            )
+            return None  # out-of-fold files over different rows cannot be blended row by row
+        y_true = usable[0][1].y_true
+        preds = [g.y_pred for _, g in usable]
+        weights, score = fit_weights(y_true, preds, metric, steps=self.blend_steps)  # type: ignore[arg-type]
+        chosen = [(n, g, w) for (n, g), w in zip(usable, weights, strict=True) if w > 0]
+        if len(chosen) < 2:
+            log.info("%s: no blend: the best node alone beats every mix (%.6g)", ctx.facts.get("slug"), score)
+            return None  # nothing to blend
+        method, stacked = "weights", None
+        if self.blend_method in ("auto", "stack"):
+            stacked = stack_score(y_true, [g.y_pred for _, g, _ in chosen], metric)  # type: ignore[misc]
+            if stacked is not None and (self.blend_method == "stack" or metric.better(stacked, score)):
+                method = "stack"
+        members = [
+            Member(n.id, n.code or "", float(w), str(n.meta.get("move")), n.validation_score)
+            for n, _, w in chosen
+        ]
+        code = render_blend(members, ctx.facts, metric, method=method)
+        names = " + ".join(f"{m.node_id}x{m.weight:.2f}" for m in members)
+        move = f"{'stack' if method == 'stack' else 'blend'} of {len(members)} solutions: {names}"
+        proposal = Proposal(ranked[0], "blend", move, code=CodeResult(code=code, plan=None))
+        proposal.meta = {
+            "blend": {
+                "method": method,
+                "members": {m.node_id: round(m.weight, 6) for m in members},
+                "fitted_score": score,
+                "stack_score": stacked,
+            }
+        }
+        log.info(
+            "%s: blend fitted on oof: weights %.6g, stack %s -> %s",
+            ctx.facts.get("slug"),
+            score,
+            stacked,
+            method,
+        )
+        return proposal
+
     # ------------------------------------------------------------------ evaluation
     def _code(self, proposal: Proposal, ctx: RefineContext, journal: Journal) -> CodeResult | None:
         coder = ctx.coder
+        if proposal.code is not None:  # built when proposed (a blend)
+            return proposal.code
         if proposal.kind == "debug":
             previous = CodeResult(
                 code=proposal.parent.code or "", plan=proposal.parent.plan, attempt=proposal.parent.attempt
@@ -617,6 +747,7 @@ class Search:
         journal: Journal,
         runner: Callable[[str, str], RunOutcome],
         cache: RunCache,
+        state: SearchState,
     ) -> Node | None:
         try:
             code = self._code(proposal, ctx, journal)
@@ -631,7 +762,7 @@ class Search:
             node.llm = proposal.llm
         node.instruction = proposal.instruction or proposal.parent.instruction
         depth = int(proposal.parent.meta.get("debug_depth", 0)) + (1 if proposal.kind == "debug" else 0)
-        node.meta.update(kind=proposal.kind, move=proposal.move, debug_depth=depth)
+        node.meta.update(kind=proposal.kind, move=proposal.move, debug_depth=depth, **proposal.meta)
         seen = cache.get(code.code)
         if seen is not None:
             same_as, outcome = seen
@@ -641,6 +772,11 @@ class Search:
         outcome = runner(code.code, node.id)
         _finish(node, outcome)
         cache.put(code.code, node.id, outcome)
+        self._remember(state, node, outcome)
+        parent_score = proposal.parent.validation_score
+        if proposal.kind != "blend" and outcome.ok and outcome.score is not None and parent_score is not None:
+            if abs(outcome.score - parent_score) <= 1e-12 * max(1.0, abs(parent_score)):
+                node.meta["no_effect"] = True  # the edit changed no prediction that counts
         log.info(
             "%s: search %s %s -> %s %s",
             ctx.facts.get("slug"),

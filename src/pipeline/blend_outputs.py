@@ -1,0 +1,102 @@
+"""How a blend combines its members' predictions — one source for the search and for the blend script.
+
+The search (src.pipeline.blend) fits the weights on the members' out-of-fold predictions with these functions,
+and the blend script it writes embeds this module's source verbatim, so the predictions the weights were fitted
+on and the predictions the script submits are combined the same way. numpy and pandas only: the script runs in
+the sandbox without pipesynth.
+
+kind: "label" (each cell a class label: a weighted vote) or "mean" (probabilities or values: a weighted mean);
+normalize: rows of the result sum to one (one probability column per class). A stack (one probability column per
+class only) replaces the weights by a multinomial logistic regression over the members' log-probabilities, fitted
+on their out-of-fold predictions; its own out-of-fold predictions come from cross-validation over those rows.
+"""
+
+import numpy as np
+import pandas as pd
+
+
+def blend_arrays(preds, weights, kind, normalize=False):
+    """Members' predictions (each (n,) or (n, k), rows aligned) combined with `weights` (one per member)."""
+    weights = np.asarray(weights, dtype=float)
+    if kind == "label":
+        stacked = np.stack([np.asarray(p, dtype=object) for p in preds])  # (m, n[, k])
+        flat = stacked.reshape(len(preds), -1)
+        labels = np.unique(flat.astype(str))
+        tally = np.zeros((flat.shape[1], len(labels)))
+        lead = int(np.argmax(weights))  # ties go to the heaviest member's label
+        for j, member in enumerate(flat.astype(str)):
+            hits = member[:, None] == labels[None, :]
+            tally += hits * (weights[j] + (1e-9 if j == lead else 0.0))
+        return labels[tally.argmax(axis=1)].reshape(stacked.shape[1:])
+    values = np.tensordot(
+        weights / weights.sum(), np.stack([np.asarray(p, dtype=float) for p in preds]), axes=1
+    )
+    if normalize and values.ndim == 2:
+        values = values / np.clip(values.sum(axis=1, keepdims=True), 1e-15, None)
+    return values
+
+
+def align_frames(frames, id_column):
+    """(ids, columns, one array per frame) with every frame's rows in the first frame's id order."""
+    base = frames[0]
+    ids = base[id_column].astype(str)
+    columns = [c for c in base.columns if c != id_column]
+    arrays = []
+    for frame in frames:
+        frame = frame.set_index(frame[id_column].astype(str))
+        missing = ids[~ids.isin(frame.index)]
+        if len(missing):
+            raise ValueError(f"a member's predictions lack {len(missing)} ids (e.g. {missing.iloc[0]})")
+        arrays.append(frame.loc[ids, columns].to_numpy())
+    return base[id_column].to_numpy(), columns, arrays
+
+
+def as_frame(ids, id_column, columns, values):
+    """A submission-format frame: ids, then one column per entry of `columns`."""
+    out = pd.DataFrame({id_column: ids})
+    out[columns] = np.asarray(values).reshape(len(ids), len(columns))
+    return out
+
+
+def blend_frames(frames, weights, id_column, kind, normalize=False):
+    """Submission-format frames (the same columns) combined row by row on the first frame's ids."""
+    ids, columns, arrays = align_frames(frames, id_column)
+    return as_frame(ids, id_column, columns, blend_arrays(arrays, weights, kind, normalize))
+
+
+def class_index(labels, columns):
+    """Each label's position among the class columns (None when a label names no column)."""
+    position = {str(c).strip(): i for i, c in enumerate(columns)}
+    index = [position.get(str(v).strip()) for v in labels]
+    return None if any(i is None for i in index) else np.asarray(index)
+
+
+def stack_features(preds):
+    """Members' class probabilities (each (n, k)) -> (n, members x k) log-probabilities."""
+    return np.hstack([np.log(np.clip(np.asarray(p, dtype=float), 1e-15, 1.0)) for p in preds])
+
+
+def fit_stacker(preds, y, C=1.0):
+    """A multinomial logistic regression over the members' log-probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=2000).fit(stack_features(preds), y)
+
+
+def stack_predict(stacker, preds, n_classes):
+    """Class probabilities (n, n_classes) of a fitted stacker (classes absent from its fit get zero)."""
+    out = np.zeros((len(preds[0]), n_classes))
+    out[:, stacker.classes_] = stacker.predict_proba(stack_features(preds))
+    return out
+
+
+def stacked_oof(preds, y, n_classes, folds=5, seed=0, C=1.0):
+    """Cross-validated predictions of the stacker on the rows it would be fitted on."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out = np.zeros((len(y), n_classes))
+    splits = StratifiedKFold(min(folds, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    for fit_rows, val_rows in splits.split(np.zeros(len(y)), y):
+        part = fit_stacker([np.asarray(p, dtype=float)[fit_rows] for p in preds], y[fit_rows], C)
+        out[val_rows] = stack_predict(part, [np.asarray(p, dtype=float)[val_rows] for p in preds], n_classes)
+    return out

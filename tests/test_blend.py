@@ -1,0 +1,164 @@
+"""Blends of whole solutions (src.pipeline.blend): weights fitted on out-of-fold predictions, one script.
+
+- The combination rules: a weighted vote for labels, a weighted mean (rows renormalised for per-class
+  probabilities) otherwise; the forward selection finds a mix better than either member when their errors are
+  independent, and keeps the best member alone when the other only adds noise.
+- A rendered blend script runs its members, combines their submissions with the fitted weights, and writes the
+  blended out-of-fold file; the stack variant's out-of-fold predictions are cross-validated.
+- On a real task (House Prices; averaging regressors of different families helps) the search ends with a blend node whose inner-validation score is what the weights
+  were fitted to, chosen without the private answers, and whose script grades valid on the private test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
+from src.pipeline.blend_outputs import blend_arrays, blend_frames
+from src.pipeline.compiler import CompilerCoder, default_plan
+from src.pipeline.journal import Journal
+from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.search import Search
+from src.sandbox import Sandbox
+from src.tasks.grading import grade
+from src.tasks.metrics import get_metric
+from src.tasks.prepare import prepare_task
+from src.tasks.registry import load_task
+
+
+def test_vote_and_mean() -> None:
+    labels = [np.array(["a", "b", "b"]), np.array(["a", "a", "c"]), np.array(["c", "a", "c"])]
+    # third row: b 0.5 against c 0.3 + 0.2 — a tie goes to the heaviest member's label
+    assert blend_arrays(labels, [0.5, 0.3, 0.2], "label").tolist() == ["a", "b", "b"]
+    assert blend_arrays(labels, [0.2, 0.3, 0.5], "label").tolist() == ["c", "a", "c"]
+    probs = [np.array([[0.8, 0.2], [0.4, 0.6]]), np.array([[0.2, 0.4], [0.6, 0.6]])]
+    mixed = blend_arrays(probs, [1, 1], "mean", normalize=True)
+    assert np.allclose(mixed.sum(axis=1), 1.0) and np.allclose(mixed[0], [0.5 / 0.8, 0.3 / 0.8])
+    assert np.allclose(blend_arrays([np.array([1.0, 2.0]), np.array([3.0, 6.0])], [3, 1], "mean"), [1.5, 3.0])
+
+
+def test_forward_selection_mixes_independent_errors_and_drops_noise() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=2000)
+    a, b = y + rng.normal(size=2000), y + rng.normal(size=2000)
+    rmse = get_metric("rmse")
+    weights, score = fit_weights(y, [a, b], rmse)
+    assert 0.3 <= weights[0] <= 0.7 and score < min(rmse(y, a), rmse(y, b)) - 0.1
+    noise = a + rng.normal(scale=5.0, size=2000)  # a, plus noise only
+    weights, score = fit_weights(y, [a, noise], rmse)
+    assert weights.tolist() == [1.0, 0.0] and score == pytest.approx(rmse(y, a))
+
+
+MEMBER = """
+import numpy as np, pandas as pd
+train = pd.read_csv("input/train.csv", dtype=str)
+test = pd.read_csv("input/test.csv", dtype=str)
+rng = np.random.default_rng({seed})
+def probs(n, labels):
+    p = rng.uniform(0.05, 0.4, size=(n, 3))
+    if labels is not None:
+        p[np.arange(len(labels)), pd.Series(labels).map({{"x": 0, "y": 1, "z": 2}}).to_numpy()] += {signal}
+    return p / p.sum(axis=1, keepdims=True)
+for name, frame, labels in (("submission.csv", test, None), ("oof_submission.csv", train, train["k"])):
+    p = probs(len(frame), None if labels is None else labels.to_numpy())
+    pd.DataFrame({{"id": frame["id"], "x": p[:, 0], "y": p[:, 1], "z": p[:, 2]}}).to_csv(name, index=False)
+"""
+
+
+@pytest.mark.parametrize("method", ["weights", "stack"])
+def test_blend_script_combines_its_members(tmp_path: Path, method: str) -> None:
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "k": rng.choice(list("xyz"), 300)})
+    (tmp_path / "input").mkdir()
+    train.to_csv(tmp_path / "input" / "train.csv", index=False)
+    pd.DataFrame({"id": [f"t{i}" for i in range(50)]}).to_csv(tmp_path / "input" / "test.csv", index=False)
+    facts = {"id_column": "id", "targets": ["k"], "metric": "multiclass_log_loss"}
+    members = [
+        Member("2-search", MEMBER.format(seed=2, signal=0.6), 0.6, "a"),
+        Member("3-search", MEMBER.format(seed=3, signal=0.3), 0.4, "b"),
+    ]
+    code = render_blend(members, facts, get_metric("multiclass_log_loss"), method=method)
+    (tmp_path / "solution.py").write_text(code)
+    done = subprocess.run([sys.executable, "solution.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    def read(where: Path) -> pd.DataFrame:
+        return pd.read_csv(where, dtype=str, keep_default_na=False)
+
+    blended = pd.read_csv(tmp_path / "oof_submission.csv")
+    parts = [read(tmp_path / "members" / m.node_id / "oof_submission.csv") for m in members]
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert len(submission) == 50 and np.allclose(submission[["x", "y", "z"]].sum(axis=1), 1.0)
+    if method == "weights":
+        expected = blend_frames(parts, [0.6, 0.4], "id", "mean", normalize=True)
+        assert np.allclose(
+            blended[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy(dtype=float)
+        )
+    else:  # cross-validated stack: better calibrated than the stronger member alone
+        truth = pd.get_dummies(train["k"]).astype(float).to_numpy()
+        loss = get_metric("multiclass_log_loss")
+        member = parts[0][["x", "y", "z"]].to_numpy(dtype=float)
+        stacked = blended[["x", "y", "z"]].to_numpy()
+        assert loss(truth, stacked) < loss(truth, member)
+        assert stack_score(truth, [p[["x", "y", "z"]].to_numpy(dtype=float) for p in parts], loss) is not None
+
+
+def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Path) -> None:
+    sandbox = Sandbox(isolation="none", timeout_s=300)
+    task = load_task(kaggle_dir, "house-prices-advanced-regression-techniques")
+    prepared = prepare_task(task, tmp_path / "cache")
+    facts = json.loads((prepared.public_dir / "task.json").read_text())
+    coder = CompilerCoder(time_budget_s=10)
+    journal = Journal(facts["slug"], facts["metric"], facts["higher_is_better"])
+    ctx = RefineContext(
+        facts=facts,
+        description="",
+        candidates=[],
+        journal=journal,
+        public_dir=prepared.public_dir,
+        work_dir=tmp_path / "work",
+        client=None,
+        coder=coder,
+        sandbox=sandbox,
+        repair_rounds=1,
+    )
+    root = journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
+    hidden = tmp_path / "hidden-private"
+    shutil.move(str(prepared.private_dir), hidden)  # chosen on inner validation only
+    try:
+        search = Search(
+            policy="tree",
+            budget_s=240,
+            max_nodes=6,
+            workers=1,
+            num_drafts=4,
+            ensemble_size=0,
+            node_time_budget_s=10,
+        )
+        chosen = search.search(ctx, refined)
+    finally:
+        shutil.move(str(hidden), prepared.private_dir)
+
+    blends = [n for n in journal.nodes if n.stage == "search" and n.meta.get("kind") == "blend"]
+    assert len(blends) == 1, [n.meta.get("move") for n in journal.nodes if n.stage == "search"]
+    blend = blends[0]
+    assert blend.status == "ok" and len(blend.meta["blend"]["members"]) >= 2
+    # the blended out-of-fold file the script wrote scores what the weights were fitted to
+    assert blend.validation_score == pytest.approx(blend.meta["blend"]["fitted_score"], abs=1e-9)
+    members = [journal[m] for m in blend.meta["blend"]["members"]]
+    assert all(blend.validation_score < m.validation_score for m in members)  # type: ignore[operator]  # rmse
+    assert chosen.validated and chosen.validation_score is not None
+    script = tmp_path / "blend.py"
+    script.write_text(blend.code or "")
+    result = sandbox.run(script, prepared.public_dir, tmp_path / "run-blend")
+    assert result.status == "ok", result.message
+    assert grade(prepared, Path(result.workdir) / "submission.csv").valid
