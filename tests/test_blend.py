@@ -24,9 +24,9 @@ import pytest
 from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
 from src.pipeline.blend_outputs import blend_arrays, blend_frames
 from src.pipeline.compiler import CompilerCoder, default_plan
-from src.pipeline.journal import Journal
+from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
-from src.pipeline.search import Search
+from src.pipeline.search import OofRunner, Search, blend_candidates
 from src.sandbox import Sandbox
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric
@@ -57,6 +57,26 @@ def test_forward_selection_mixes_independent_errors_and_drops_noise() -> None:
     assert weights.tolist() == [1.0, 0.0] and score == pytest.approx(rmse(y, a))
 
 
+def test_blend_candidates_take_each_kind_of_solution_first() -> None:
+    def node(i: int, score: float, family: str, analyzers: list[str]) -> Node:
+        text = {"enabled": True, "analyzers": analyzers}
+        plan = {"models": [{"family": family}], "preprocessing": {"text": text}}
+        return Node(id=f"{i}-search", stage="search", step=i, code="x", plan=plan, validation_score=score)
+
+    ranked = [  # best first (log loss)
+        node(1, 0.30, "naive_bayes", ["word", "char_wb"]),
+        node(2, 0.31, "naive_bayes", ["word", "char_wb"]),
+        node(3, 0.31, "naive_bayes", ["word", "char_wb"]),  # the same score as 2: counted once
+        node(4, 0.32, "naive_bayes", ["word", "char_wb"]),
+        node(5, 0.40, "linear", ["char_wb"]),
+        node(6, 0.45, "naive_bayes", ["word"]),
+        node(7, 0.50, "linear", ["char_wb"]),
+    ]
+    outputs = {n.id: Path(n.id) for n in ranked if n.id != "7-search"}  # 7 left no outputs
+    chosen = [n.id for n in blend_candidates(ranked, outputs, size=4)]
+    assert chosen == ["1-search", "2-search", "5-search", "6-search"]
+
+
 MEMBER = """
 import numpy as np, pandas as pd
 train = pd.read_csv("input/train.csv", dtype=str)
@@ -85,6 +105,8 @@ def test_blend_script_combines_its_members(tmp_path: Path, method: str) -> None:
         Member("2-search", MEMBER.format(seed=2, signal=0.6), 0.6, "a"),
         Member("3-search", MEMBER.format(seed=3, signal=0.3), 0.4, "b"),
     ]
+    if method == "weights":  # a member that fails is left out, the others' weights renormalised
+        members.append(Member("4-search", "raise SystemExit('broken member')", 0.5, "c"))
     code = render_blend(members, facts, get_metric("multiclass_log_loss"), method=method)
     (tmp_path / "solution.py").write_text(code)
     done = subprocess.run([sys.executable, "solution.py"], cwd=tmp_path, capture_output=True, text=True)
@@ -94,11 +116,12 @@ def test_blend_script_combines_its_members(tmp_path: Path, method: str) -> None:
         return pd.read_csv(where, dtype=str, keep_default_na=False)
 
     blended = pd.read_csv(tmp_path / "oof_submission.csv")
-    parts = [read(tmp_path / "members" / m.node_id / "oof_submission.csv") for m in members]
+    parts = [read(tmp_path / "members" / m.node_id / "oof_submission.csv") for m in members[:2]]
     submission = pd.read_csv(tmp_path / "submission.csv")
     assert len(submission) == 50 and np.allclose(submission[["x", "y", "z"]].sum(axis=1), 1.0)
     if method == "weights":
-        expected = blend_frames(parts, [0.6, 0.4], "id", "mean", normalize=True)
+        assert "member 4-search failed" in done.stdout
+        expected = blend_frames(parts[:2], [0.6, 0.4], "id", "mean", normalize=True)
         assert np.allclose(
             blended[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy(dtype=float)
         )
@@ -152,7 +175,8 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
     assert len(blends) == 1, [n.meta.get("move") for n in journal.nodes if n.stage == "search"]
     blend = blends[0]
     assert blend.status == "ok" and len(blend.meta["blend"]["members"]) >= 2
-    # the blended out-of-fold file the script wrote scores what the weights were fitted to
+    # the blend's out-of-fold predictions, combined from its members' recorded outputs, score what the weights
+    # were fitted to
     assert blend.validation_score == pytest.approx(blend.meta["blend"]["fitted_score"], abs=1e-9)
     members = [journal[m] for m in blend.meta["blend"]["members"]]
     assert all(blend.validation_score < m.validation_score for m in members)  # type: ignore[operator]  # rmse
@@ -162,3 +186,7 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
     result = sandbox.run(script, prepared.public_dir, tmp_path / "run-blend")
     assert result.status == "ok", result.message
     assert grade(prepared, Path(result.workdir) / "submission.csv").valid
+    # run afresh, the script's members reproduce the out-of-fold predictions the node was scored on
+    rerun = OofRunner(sandbox, prepared.public_dir, tmp_path / "oof", facts)
+    score, _, _ = rerun.grade_oof(Path(result.workdir) / "oof_submission.csv", tmp_path / "oof-grade")
+    assert score == pytest.approx(blend.validation_score, rel=1e-6)

@@ -100,3 +100,34 @@ def stacked_oof(preds, y, n_classes, folds=5, seed=0, C=1.0):
         part = fit_stacker([np.asarray(p, dtype=float)[fit_rows] for p in preds], y[fit_rows], C)
         out[val_rows] = stack_predict(part, [np.asarray(p, dtype=float)[val_rows] for p in preds], n_classes)
     return out
+
+
+def combine_outputs(outputs, weights, id_column, kind, normalize, method="weights", labels=None, C=1.0):
+    """(submission, out-of-fold) frames of a blend from its members' (submission, out-of-fold) frames.
+
+    outputs: one (submission, oof) pair per member, None for a member that failed; weights: one per member.
+    method "stack" needs every member and `labels` (train id -> label); without them, or for "weights", the
+    members that ran are combined with their weights (renormalised; equal when every weight left is zero).
+    """
+    ran = [i for i, out in enumerate(outputs) if out is not None]
+    if not ran:
+        raise ValueError("no member of the blend produced predictions")
+    subs = [outputs[i][0] for i in ran]
+    oofs = [outputs[i][1] for i in ran]
+    if method == "stack" and len(ran) == len(outputs) and labels is not None:
+        oof_ids, columns, oof_preds = align_frames(oofs, id_column)
+        sub_ids, _, sub_preds = align_frames(subs, id_column)
+        y = class_index(labels.reindex(pd.Index(oof_ids).astype(str)).to_numpy(), columns)
+        if y is not None and np.bincount(y, minlength=len(columns)).min() >= 2:
+            stacker = fit_stacker(oof_preds, y, C)
+            submission = as_frame(
+                sub_ids, id_column, columns, stack_predict(stacker, sub_preds, len(columns))
+            )
+            oof = as_frame(oof_ids, id_column, columns, stacked_oof(oof_preds, y, len(columns), C=C))
+            return submission, oof
+    kept = np.asarray([weights[i] for i in ran], dtype=float)
+    kept = kept if kept.sum() > 0 else np.ones(len(ran))
+    return (
+        blend_frames(subs, kept, id_column, kind, normalize),
+        blend_frames(oofs, kept, id_column, kind, normalize),
+    )

@@ -41,7 +41,8 @@ import pandas as pd
 
 from src.errors import PipesynthError
 from src.llm import ChatRequest
-from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
+from src.pipeline.blend import Member, blend_kind, fit_weights, render_blend, stack_score
+from src.pipeline.blend_outputs import combine_outputs
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
@@ -154,7 +155,6 @@ class Proposal:
     instruction: str | None = None
     code: CodeResult | None = None
     llm: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _data_kind(plan: Plan) -> str:
@@ -255,6 +255,39 @@ def ensemble_plan(base: Plan, others: list[Plan], size: int) -> Plan | None:
     return plan if len(plan.models) > len(base.models) else None
 
 
+def _signature(node: Node) -> tuple[Any, ...]:
+    """What makes two nodes' predictions differ most: model families and the features' representation."""
+    plan = node.plan or {}
+    pre = plan.get("preprocessing") or {}
+    text = pre.get("text") or {}
+    return (
+        tuple(sorted(m.get("family", "") for m in plan.get("models") or [])) or (node.id,),
+        tuple(text.get("analyzers") or ()) if text.get("enabled") else (),
+        pre.get("categorical_encoding"),
+        pre.get("log_target"),
+    )
+
+
+def blend_candidates(ranked: list[Node], outputs: dict[str, Path], size: int) -> list[Node]:
+    """Up to `size` nodes for a blend, best first: the best node of each kind of solution (families, feature
+    representation) before the runners-up of a kind already in, since members that err differently blend best;
+    nodes with equal scores (nearly always the same predictions) count once."""
+    pool, scores = [], set()
+    for node in ranked:
+        key = round(float(node.validation_score), 12)  # type: ignore[arg-type]
+        if key not in scores and node.id in outputs and node.code:
+            scores.add(key)
+            pool.append(node)
+    firsts, seen = [], set()
+    for node in pool:
+        if _signature(node) not in seen:
+            seen.add(_signature(node))
+            firsts.append(node)
+    first_ids = {n.id for n in firsts}
+    chosen = {n.id for n in (firsts + [n for n in pool if n.id not in first_ids])[:size]}
+    return [n for n in pool if n.id in chosen]
+
+
 # --------------------------------------------------------------------------- search
 
 
@@ -269,9 +302,7 @@ class SearchState:
     duplicates: int = 0
     closing: bool = False  # the last round(s): time or nodes nearly spent
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
-    blended: set[tuple[str, ...]] = field(default_factory=set)
     outputs: dict[str, Path] = field(default_factory=dict)  # node id -> the folder its run wrote into
-    node_seconds: dict[str, float] = field(default_factory=dict)  # node id -> wall seconds of its run
     runner: Any = None
 
 
@@ -434,12 +465,11 @@ class Search:
         while len(state.nodes) < max_nodes:
             elapsed = time.perf_counter() - started
             per_round = max(seconds[-3:]) if seconds else 0.0
-            reserve = self._blend_reserve(state) if blending else 0.0  # the blend re-runs its members
-            if elapsed + per_round + reserve > self.budget_s:
+            if elapsed + per_round > self.budget_s:
                 break
             width = min(self.workers, max_nodes - len(state.nodes))
             state.closing = (
-                elapsed + 2 * per_round + reserve > self.budget_s or len(state.nodes) + 2 * width >= max_nodes
+                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= max_nodes
             )
             proposals = self._propose(ctx, journal, state, rng, width)
             if not proposals:
@@ -459,11 +489,9 @@ class Search:
                 break  # the moves keep landing on scripts already run: nothing new left to try
         if blending and len(state.nodes) >= 2:
             # last: whole solutions (each with its own preprocessing) weighted on their out-of-fold predictions
-            proposal = self._blend_proposal(ctx, state, self._ranked(journal, state))
-            if proposal is not None:
-                node = self._evaluate(proposal, ctx, journal, runner, cache, state)
-                if node is not None and node.status != "duplicate":
-                    state.nodes.append(node)
+            node = self._blend(ctx, journal, state, self._ranked(journal, state), work / "blend")
+            if node is not None:
+                state.nodes.append(node)
 
         best = self._best(journal, state)
         journal.meta["search"] = {
@@ -637,91 +665,97 @@ class Search:
     # ------------------------------------------------------------------ blends
     @staticmethod
     def _remember(state: SearchState, node: Node, outcome: RunOutcome) -> None:
-        """Where a run that succeeded wrote its files, and how long it took (what a blend reuses)."""
+        """Where a run that succeeded wrote its files (what a blend reuses)."""
         if outcome.ok and outcome.executions and outcome.executions[0].get("workdir"):
             state.outputs[node.id] = Path(outcome.executions[0]["workdir"])
-            state.node_seconds[node.id] = float(outcome.executions[0].get("duration_s") or 0.0)
 
-    @staticmethod
-    def _blend_reserve(state: SearchState) -> float:
-        """Seconds to keep for the blend at the end: three typical members run one after the other."""
-        seconds = sorted(state.node_seconds.values())
-        return 3 * seconds[len(seconds) // 2] if seconds else 0.0
-
-    def _blend_proposal(self, ctx: RefineContext, state: SearchState, ranked: list[Node]) -> Proposal | None:
-        """A blend of the best distinct nodes, weights (or a stack) fitted on their out-of-fold predictions."""
-        runner = state.runner
-        if self.blend_size < 2 or not isinstance(runner, OofRunner):
+    def _blend(
+        self, ctx: RefineContext, journal: Journal, state: SearchState, ranked: list[Node], where: Path
+    ) -> Node | None:
+        """The blend node of the best distinct nodes: weights (or a stack) fitted on their out-of-fold
+        predictions, its own out-of-fold predictions combined from the members' recorded outputs by the code its
+        script embeds (src.pipeline.blend_outputs), graded like any node's. The script runs its members afresh
+        when the solution is used; here they already ran."""
+        runner, slug = state.runner, ctx.facts.get("slug")
+        candidates = blend_candidates(ranked, state.outputs, self.blend_size)
+        if len(candidates) < 2:
             return None
-        candidates, scores = [], set()
-        for node in ranked:
-            key = round(float(node.validation_score), 12)  # type: ignore[arg-type]
-            if node.meta.get("kind") == "blend" or key in scores or node.id not in state.outputs:
-                continue  # equal scores: (nearly always) the same predictions
-            scores.add(key)
-            candidates.append(node)
-            if len(candidates) >= self.blend_size:
-                break
-        key = tuple(sorted(n.id for n in candidates))
-        if len(candidates) < 2 or key in state.blended:
-            return None
-        state.blended.add(key)
         metric = get_metric(str(ctx.facts["metric"]))
         grades = [
-            runner.graded(state.outputs[n.id] / OOF_FILE, runner.work_dir / f"blend-{n.id}")[0]
-            for n in candidates
+            runner.graded(state.outputs[n.id] / OOF_FILE, where / f"grade-{n.id}")[0] for n in candidates
         ]
         usable = [(n, g) for n, g in zip(candidates, grades, strict=True) if g.valid and g.y_pred is not None]
         if len(usable) < 2 or len({len(g.y_pred) for _, g in usable}) != 1:  # type: ignore[arg-type]
-            reasons = sorted({str(g.reason) for g in grades if not g.valid})
-            log.info(
-                "%s: no blend: fewer than two out-of-fold files over the same rows %s",
-                ctx.facts.get("slug"),
-                reasons,
-            )
+            log.info("%s: no blend: fewer than two out-of-fold files over the same rows", slug)
             return None  # out-of-fold files over different rows cannot be blended row by row
         y_true = usable[0][1].y_true
-        preds = [g.y_pred for _, g in usable]
-        weights, score = fit_weights(y_true, preds, metric, steps=self.blend_steps)  # type: ignore[arg-type]
-        chosen = [(n, g, w) for (n, g), w in zip(usable, weights, strict=True) if w > 0]
-        if len(chosen) < 2:
-            log.info("%s: no blend: the best node alone beats every mix (%.6g)", ctx.facts.get("slug"), score)
-            return None  # nothing to blend
+        weights, score = fit_weights(y_true, [g.y_pred for _, g in usable], metric, steps=self.blend_steps)  # type: ignore[arg-type, misc]
         method, stacked = "weights", None
-        if self.blend_method in ("auto", "stack"):
-            stacked = stack_score(y_true, [g.y_pred for _, g, _ in chosen], metric)  # type: ignore[misc]
+        if self.blend_method in ("auto", "stack"):  # a stack learns from every candidate, weak ones included
+            stacked = stack_score(y_true, [g.y_pred for _, g in usable], metric)  # type: ignore[arg-type, misc]
             if stacked is not None and (self.blend_method == "stack" or metric.better(stacked, score)):
                 method = "stack"
         members = [
             Member(n.id, n.code or "", float(w), str(n.meta.get("move")), n.validation_score)
-            for n, _, w in chosen
+            for (n, _), w in zip(usable, weights, strict=True)
+            if w > 0 or method == "stack"
         ]
+        if len(members) < 2:
+            log.info("%s: no blend: the best node alone beats every mix (%.6g)", slug, score)
+            return None
         code = render_blend(members, ctx.facts, metric, method=method)
+        kind, normalize = blend_kind(metric)
+        outputs = [self._outputs_of(state.outputs[m.node_id]) for m in members]
+        labels = runner.labels.set_index(runner.labels[runner.id_column].astype(str))[runner.targets[0]]
+        folder = where / "outputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            submission, oof = combine_outputs(
+                outputs, [m.weight for m in members], runner.id_column, kind, normalize, method, labels
+            )
+        except ValueError as err:
+            log.warning("%s: no blend: %s", slug, err)
+            return None
+        submission.to_csv(folder / "submission.csv", index=False)
+        oof.to_csv(folder / OOF_FILE, index=False)
+        graded, rows = runner.graded(folder / OOF_FILE, where / "grade-blend")
         names = " + ".join(f"{m.node_id}x{m.weight:.2f}" for m in members)
-        move = f"{'stack' if method == 'stack' else 'blend'} of {len(members)} solutions: {names}"
-        proposal = Proposal(ranked[0], "blend", move, code=CodeResult(code=code, plan=None))
-        proposal.meta = {
-            "blend": {
+        node = journal.add("search", parent=ranked[0])
+        record_code(node, CodeResult(code=code, plan=None))
+        node.meta.update(
+            kind="blend",
+            move=f"{'stack' if method == 'stack' else 'blend'} of {len(members)} solutions: {names}",
+            debug_depth=0,
+            blend={
                 "method": method,
                 "members": {m.node_id: round(m.weight, 6) for m in members},
                 "fitted_score": score,
                 "stack_score": stacked,
-            }
-        }
-        log.info(
-            "%s: blend fitted on oof: weights %.6g, stack %s -> %s",
-            ctx.facts.get("slug"),
-            score,
-            stacked,
-            method,
+                "evaluated_from": "the members' recorded out-of-fold predictions (they already ran)",
+            },
         )
-        return proposal
+        outcome = RunOutcome(
+            ok=graded.valid,
+            status="ok" if graded.valid else "invalid",
+            executions=[{"workdir": str(folder), "duration_s": 0.0, "oof_rows": rows}],
+            scores=[graded.score],
+            reasons=[graded.reason],
+            split="oof",
+        )
+        _finish(node, outcome)
+        log.info("%s: search %s -> %s %s", slug, node.meta["move"], outcome.status, graded.score)
+        return node
+
+    @staticmethod
+    def _outputs_of(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        def read(name: str) -> pd.DataFrame:
+            return pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+
+        return read("submission.csv"), read(OOF_FILE)
 
     # ------------------------------------------------------------------ evaluation
     def _code(self, proposal: Proposal, ctx: RefineContext, journal: Journal) -> CodeResult | None:
         coder = ctx.coder
-        if proposal.code is not None:  # built when proposed (a blend)
-            return proposal.code
         if proposal.kind == "debug":
             previous = CodeResult(
                 code=proposal.parent.code or "", plan=proposal.parent.plan, attempt=proposal.parent.attempt
@@ -762,7 +796,7 @@ class Search:
             node.llm = proposal.llm
         node.instruction = proposal.instruction or proposal.parent.instruction
         depth = int(proposal.parent.meta.get("debug_depth", 0)) + (1 if proposal.kind == "debug" else 0)
-        node.meta.update(kind=proposal.kind, move=proposal.move, debug_depth=depth, **proposal.meta)
+        node.meta.update(kind=proposal.kind, move=proposal.move, debug_depth=depth)
         seen = cache.get(code.code)
         if seen is not None:
             same_as, outcome = seen
@@ -774,7 +808,7 @@ class Search:
         cache.put(code.code, node.id, outcome)
         self._remember(state, node, outcome)
         parent_score = proposal.parent.validation_score
-        if proposal.kind != "blend" and outcome.ok and outcome.score is not None and parent_score is not None:
+        if outcome.ok and outcome.score is not None and parent_score is not None:
             if abs(outcome.score - parent_score) <= 1e-12 * max(1.0, abs(parent_score)):
                 node.meta["no_effect"] = True  # the edit changed no prediction that counts
         log.info(
