@@ -5,6 +5,7 @@
   independent, and keeps the best member alone when the other only adds noise.
 - A rendered blend script runs its members, combines their submissions with the fitted weights, and writes the
   blended out-of-fold file; the stack variant's out-of-fold predictions are cross-validated.
+- With `diversify_prob`, an improvement goes to the best node of another kind of solution instead of the best.
 - On a real task (House Prices; averaging regressors of different families helps) the search ends with a blend node whose inner-validation score is what the weights
   were fitted to, chosen without the private answers, and whose script grades valid on the private test.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -23,10 +25,10 @@ import pytest
 
 from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
 from src.pipeline.blend_outputs import blend_arrays, blend_frames
-from src.pipeline.compiler import CompilerCoder, default_plan
+from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
-from src.pipeline.search import OofRunner, Search, blend_candidates
+from src.pipeline.search import OofRunner, Search, SearchState, blend_candidates
 from src.sandbox import Sandbox
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric
@@ -190,3 +192,35 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
     rerun = OofRunner(sandbox, prepared.public_dir, tmp_path / "oof", facts)
     score, _, _ = rerun.grade_oof(Path(result.workdir) / "oof_submission.csv", tmp_path / "oof-grade")
     assert score == pytest.approx(blend.validation_score, rel=1e-6)
+
+
+def test_diversify_improves_the_best_node_of_another_kind(tmp_path: Path) -> None:
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"id_column": "id", "targets": ["y"], "higher_is_better": True, "slug": "t"}
+    journal = Journal("t", "roc_auc", True)
+    lgbm, trees = default_plan(facts), default_plan(facts)
+    trees.models = [ModelSpec(family="extra_trees")]
+    best = journal.add("search", plan=lgbm.to_dict()).finish("ok", validation_score=0.80)
+    other = journal.add("search", parent=best, plan=trees.to_dict()).finish("ok", validation_score=0.78)
+    ctx = RefineContext(
+        facts=facts,
+        description="",
+        candidates=[],
+        journal=journal,
+        public_dir=tmp_path,
+        work_dir=tmp_path,
+        client=None,
+        coder=CompilerCoder(),
+        sandbox=None,
+        repair_rounds=0,
+    )
+
+    def parent_of_next(prob: float) -> str:
+        search = Search(policy="tree", num_drafts=0, debug_prob=0.0, ensemble_size=0, diversify_prob=prob)
+        state = SearchState(nodes=[best, other])
+        proposal = search._next(ctx, journal, state, random.Random(0), [])
+        assert proposal is not None and proposal.kind == "improve"
+        return proposal.parent.id
+
+    assert parent_of_next(0.0) == best.id  # AIDE: improve the best node
+    assert parent_of_next(1.0) == other.id  # the best extra-trees node, a different kind of solution

@@ -313,7 +313,8 @@ class Search:
     at most, the root included; workers: nodes run at once; num_drafts / debug_prob / max_debug_depth: AIDE's
     policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); blend_size: search nodes a
     blend may combine, whole solutions weighted on their out-of-fold predictions (0 or 1: no blends; oof
-    evaluation only); blend_method: auto (a stack where it validates better) | weights | stack; node_time_budget_s: CPU
+    evaluation only); blend_method: auto (a stack where it validates better) | weights | stack; diversify_prob:
+    chance that an improvement goes to the best node of another kind of solution (tree); node_time_budget_s: CPU
     seconds of cross-validation a compiled node allows itself; min_gain: a node replaces the best only when it is
     better by more than this (relative to the best's score), so noise does not pick a change.
     """
@@ -332,6 +333,7 @@ class Search:
         blend_size: int = 6,
         blend_method: str = "auto",
         blend_steps: int = 25,
+        diversify_prob: float = 0.0,
         evaluation: str = "auto",
         node_time_budget_s: float | None = None,
         min_gain: float = 0.0,
@@ -365,6 +367,7 @@ class Search:
         self.blend_size = int(blend_size)
         self.blend_method = blend_method
         self.blend_steps = int(blend_steps)
+        self.diversify_prob = float(diversify_prob) if policy == "tree" else 0.0
         self.evaluation = evaluation
         self.node_time_budget_s = node_time_budget_s
         self.min_gain = float(min_gain)
@@ -647,8 +650,17 @@ class Search:
                         return Proposal(
                             members[0], "ensemble", f"ensemble of the best nodes: {names}", plan=plan
                         )
-        # 4. improve the best node (then the next best when its moves are spent)
-        for node in ranked:
+        # 4. improve the best node (then the next best when its moves are spent); now and then the best node of
+        # another kind of solution instead, so the closing blend has strong members that err differently
+        order = ranked
+        if self.diversify_prob > 0 and rng.random() < self.diversify_prob:
+            leaders: dict[tuple[Any, ...], Node] = {}
+            for node in ranked:
+                leaders.setdefault(_signature(node), node)
+            others = list(leaders.values())[1:]
+            ids = {n.id for n in others}
+            order = others + [n for n in ranked if n.id not in ids]
+        for node in order:
             if compiled:
                 if not node.plan:
                     continue
