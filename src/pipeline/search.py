@@ -464,7 +464,7 @@ class Search:
         seconds: list[float] = [time.perf_counter() - started]
 
         blending = self.blend_size > 1 and isinstance(runner, OofRunner)
-        max_nodes = self.max_nodes - (1 if blending else 0)  # the blend is the last node
+        max_nodes = self.max_nodes  # nodes that run; the closing blend runs nothing and comes on top
         while len(state.nodes) < max_nodes:
             elapsed = time.perf_counter() - started
             per_round = max(seconds[-3:]) if seconds else 0.0
