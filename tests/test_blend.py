@@ -26,14 +26,15 @@ import pytest
 from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
 from src.pipeline.blend_outputs import blend_arrays, blend_frames
 from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
-from src.pipeline.journal import Journal, Node
-from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.journal import Node
+from src.pipeline.refine import Refined
 from src.pipeline.search import OofRunner, Search, SearchState, blend_candidates
 from src.sandbox import Sandbox
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric
 from src.tasks.prepare import prepare_task
 from src.tasks.registry import load_task
+from tests.search_context import search_context
 
 
 def test_vote_and_mean() -> None:
@@ -142,19 +143,8 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
     prepared = prepare_task(task, tmp_path / "cache")
     facts = json.loads((prepared.public_dir / "task.json").read_text())
     coder = CompilerCoder(time_budget_s=10)
-    journal = Journal(facts["slug"], facts["metric"], facts["higher_is_better"])
-    ctx = RefineContext(
-        facts=facts,
-        description="",
-        candidates=[],
-        journal=journal,
-        public_dir=prepared.public_dir,
-        work_dir=tmp_path / "work",
-        client=None,
-        coder=coder,
-        sandbox=sandbox,
-        repair_rounds=1,
-    )
+    ctx = search_context(prepared.public_dir, tmp_path / "work", sandbox, coder)
+    journal = ctx.journal
     root = journal.add("instruction", instruction="start")
     refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
     hidden = tmp_path / "hidden-private"
@@ -197,23 +187,13 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
 def test_diversify_improves_the_best_node_of_another_kind(tmp_path: Path) -> None:
     facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
     facts |= {"id_column": "id", "targets": ["y"], "higher_is_better": True, "slug": "t"}
-    journal = Journal("t", "roc_auc", True)
+    (tmp_path / "task.json").write_text(json.dumps(facts))
+    ctx = search_context(tmp_path, tmp_path, None, CompilerCoder())
+    journal = ctx.journal
     lgbm, trees = default_plan(facts), default_plan(facts)
     trees.models = [ModelSpec(family="extra_trees")]
     best = journal.add("search", plan=lgbm.to_dict()).finish("ok", validation_score=0.80)
     other = journal.add("search", parent=best, plan=trees.to_dict()).finish("ok", validation_score=0.78)
-    ctx = RefineContext(
-        facts=facts,
-        description="",
-        candidates=[],
-        journal=journal,
-        public_dir=tmp_path,
-        work_dir=tmp_path,
-        client=None,
-        coder=CompilerCoder(),
-        sandbox=None,
-        repair_rounds=0,
-    )
 
     def parent_of_next(prob: float) -> str:
         search = Search(policy="tree", num_drafts=0, debug_prob=0.0, ensemble_size=0, diversify_prob=prob)

@@ -21,12 +21,13 @@ import pytest
 
 from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
 from src.pipeline.journal import Journal
-from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.refine import Refined
 from src.pipeline.search import OofRunner, Search, family_moves, improve_moves
 from src.sandbox import Sandbox
 from src.tasks.grading import grade
 from src.tasks.prepare import prepare_task
 from src.tasks.registry import load_task
+from tests.search_context import search_context
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +62,6 @@ def oof_score(public: Path, facts: dict[str, Any], sandbox: Sandbox, work: Path,
 # --------------------------------------------------------------------------- the search on a real task
 
 
-def _context(public: Path, work: Path, sandbox: Sandbox, coder: Any, client: Any = None) -> RefineContext:
-    facts = json.loads((public / "task.json").read_text())
-    journal = Journal(facts["slug"], facts["metric"], facts["higher_is_better"])
-    return RefineContext(
-        facts=facts,
-        description="",
-        candidates=[],
-        journal=journal,
-        public_dir=public,
-        work_dir=work,
-        client=client,
-        coder=coder,
-        sandbox=sandbox,
-        repair_rounds=1,
-    )
-
-
 def test_search_lifts_a_weak_plan_without_private_answers(
     kaggle_dir: Path, tmp_path: Path, sandbox: Sandbox
 ) -> None:
@@ -87,7 +71,7 @@ def test_search_lifts_a_weak_plan_without_private_answers(
     coder = CompilerCoder(time_budget_s=10)
     weak = default_plan(facts)
     weak.models = [ModelSpec(family="linear", params={"C": 0.0001})]  # regularised into near-constant output
-    ctx = _context(prepared.public_dir, tmp_path / "work", sandbox, coder)
+    ctx = search_context(prepared.public_dir, tmp_path / "work", sandbox, coder)
     root = ctx.journal.add("instruction", instruction="weak start")
     refined = Refined(text="weak start", node_id=root.id, code=coder.from_plan(weak, facts))
 
@@ -121,7 +105,7 @@ def test_search_none_returns_the_refined_solution(tmp_path: Path, sandbox: Sandb
     (tmp_path / "task.json").write_text(
         json.dumps({"slug": "t", "metric": "rmse", "higher_is_better": False})
     )
-    ctx = _context(tmp_path, tmp_path / "work", sandbox, CompilerCoder())
+    ctx = search_context(tmp_path, tmp_path / "work", sandbox, CompilerCoder())
     assert Search(policy="none").search(ctx, refined) is refined
 
 
@@ -246,7 +230,7 @@ def test_llm_coder_search_asks_the_llm_with_the_journal(
         seed=0,
     )
     prepared = prepare_task(load_task(kaggle_dir, "titanic"), tmp_path / "cache")
-    ctx = _context(prepared.public_dir, tmp_path / "work", sandbox, coder, client=client)
+    ctx = search_context(prepared.public_dir, tmp_path / "work", sandbox, coder, client=client)
     start = ctx.journal.add("instruction", instruction="start")
     refined = Refined(text="start", node_id=start.id)
     search = Search(policy="greedy", budget_s=120, max_nodes=2, prompts=search_cfg["prompts"])  # type: ignore[arg-type]

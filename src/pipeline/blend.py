@@ -1,7 +1,7 @@
 """Blends of search nodes: weights fitted on the members' out-of-fold predictions, one script that runs them all.
 
-    weights, score = fit_weights(y_true, [oof_a, oof_b, oof_c], metric, kind="mean")   # Caruana et al. 2004
-    code = render_blend(members, facts)                                                 # a solution script
+    weights, score = fit_weights(y_true, [oof_a, oof_b, oof_c], metric)    # Caruana et al. 2004
+    code = render_blend(members, facts, metric, method="weights")         # a solution script
 
 A single-plan ensemble (src.pipeline.search.ensemble_plan) averages models fitted on one feature matrix; a blend
 combines whole solutions, each with its own preprocessing (word vs character n-grams, encodings, target

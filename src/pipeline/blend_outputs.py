@@ -11,6 +11,8 @@ class only) replaces the weights by a multinomial logistic regression over the m
 on their out-of-fold predictions; its own out-of-fold predictions come from cross-validation over those rows.
 """
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -34,6 +36,15 @@ def blend_arrays(preds, weights, kind, normalize=False):
     if normalize and values.ndim == 2:
         values = values / np.clip(values.sum(axis=1, keepdims=True), 1e-15, None)
     return values
+
+
+def read_outputs(folder):
+    """A solution's (submission, out-of-fold) frames from the folder it ran in, every cell as written."""
+
+    def read(name):
+        return pd.read_csv(os.path.join(folder, name), dtype=str, keep_default_na=False)
+
+    return read("submission.csv"), read("oof_submission.csv")
 
 
 def align_frames(frames, id_column):

@@ -42,7 +42,7 @@ import pandas as pd
 from src.errors import PipesynthError
 from src.llm import ChatRequest
 from src.pipeline.blend import Member, blend_kind, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import combine_outputs
+from src.pipeline.blend_outputs import combine_outputs, read_outputs
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
@@ -303,7 +303,6 @@ class SearchState:
     closing: bool = False  # the last round(s): time or nodes nearly spent
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
     outputs: dict[str, Path] = field(default_factory=dict)  # node id -> the folder its run wrote into
-    runner: Any = None
 
 
 class Search:
@@ -457,22 +456,22 @@ class Search:
         for node in journal.lineage(root.node):
             if node.stage in ("search", "repair") and node.step >= first_step:
                 node.meta.update(kind="root", move="the refined solution", evaluation=evaluation)
-        state.runner = runner
         self._remember(state, root.node, root.outcome)
         state.nodes.append(root.node)  # the root (after any repairs) is what drafts start from
         state.seen_codes.add(root.node.meta.get("code_sha", ""))
         seconds: list[float] = [time.perf_counter() - started]
 
         blending = self.blend_size > 1 and isinstance(runner, OofRunner)
-        max_nodes = self.max_nodes  # nodes that run; the closing blend runs nothing and comes on top
-        while len(state.nodes) < max_nodes:
+        while (
+            len(state.nodes) < self.max_nodes
+        ):  # nodes that run: the closing blend runs nothing, comes on top
             elapsed = time.perf_counter() - started
             per_round = max(seconds[-3:]) if seconds else 0.0
             if elapsed + per_round > self.budget_s:
                 break
-            width = min(self.workers, max_nodes - len(state.nodes))
+            width = min(self.workers, self.max_nodes - len(state.nodes))
             state.closing = (
-                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= max_nodes
+                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= self.max_nodes
             )
             proposals = self._propose(ctx, journal, state, rng, width)
             if not proposals:
@@ -492,7 +491,7 @@ class Search:
                 break  # the moves keep landing on scripts already run: nothing new left to try
         if blending and len(state.nodes) >= 2:
             # last: whole solutions (each with its own preprocessing) weighted on their out-of-fold predictions
-            node = self._blend(ctx, journal, state, self._ranked(journal, state), work / "blend")
+            node = self._blend(ctx, journal, state, runner, work / "blend")
             if node is not None:
                 state.nodes.append(node)
 
@@ -682,13 +681,14 @@ class Search:
             state.outputs[node.id] = Path(outcome.executions[0]["workdir"])
 
     def _blend(
-        self, ctx: RefineContext, journal: Journal, state: SearchState, ranked: list[Node], where: Path
+        self, ctx: RefineContext, journal: Journal, state: SearchState, runner: OofRunner, where: Path
     ) -> Node | None:
         """The blend node of the best distinct nodes: weights (or a stack) fitted on their out-of-fold
         predictions, its own out-of-fold predictions combined from the members' recorded outputs by the code its
         script embeds (src.pipeline.blend_outputs), graded like any node's. The script runs its members afresh
         when the solution is used; here they already ran."""
-        runner, slug = state.runner, ctx.facts.get("slug")
+        slug = ctx.facts.get("slug")
+        ranked = self._ranked(journal, state)
         candidates = blend_candidates(ranked, state.outputs, self.blend_size)
         if len(candidates) < 2:
             return None
@@ -717,7 +717,7 @@ class Search:
             return None
         code = render_blend(members, ctx.facts, metric, method=method)
         kind, normalize = blend_kind(metric)
-        outputs = [self._outputs_of(state.outputs[m.node_id]) for m in members]
+        outputs = [read_outputs(state.outputs[m.node_id]) for m in members]
         labels = runner.labels.set_index(runner.labels[runner.id_column].astype(str))[runner.targets[0]]
         folder = where / "outputs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -757,13 +757,6 @@ class Search:
         _finish(node, outcome)
         log.info("%s: search %s -> %s %s", slug, node.meta["move"], outcome.status, graded.score)
         return node
-
-    @staticmethod
-    def _outputs_of(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-        def read(name: str) -> pd.DataFrame:
-            return pd.read_csv(folder / name, dtype=str, keep_default_na=False)
-
-        return read("submission.csv"), read(OOF_FILE)
 
     # ------------------------------------------------------------------ evaluation
     def _code(self, proposal: Proposal, ctx: RefineContext, journal: Journal) -> CodeResult | None:
