@@ -3,6 +3,7 @@
     flock /tmp/pipesynth-heavy.lock .venv/bin/python benchmarks/suite_gain.py                 # every task
     flock /tmp/pipesynth-heavy.lock .venv/bin/python benchmarks/suite_gain.py --tasks playground-series-s3e22
     .venv/bin/python benchmarks/suite_gain.py --budget-s 600                                 # a larger budget
+    .venv/bin/python benchmarks/suite_gain.py --split-seeds 0 1 2                            # three splits
 
 Like-for-like tasks are those of the suite (conf/suite/dev.yaml) with a leaderboard and no leaderboard flag in
 their conf/task_overrides/<slug>.yaml (a flagged leaderboard — rolling, leaked, a different test set — cannot
@@ -16,10 +17,12 @@ the compiler coder; the search at its default config (conf/search/tree.yaml) unl
 are given. Any gain over baseline_gbdt therefore comes from the search (families, hyperparameters, feature steps
 and ensembles chosen on inner validation), not from task-specific code or an LLM.
 
-Records go to outputs/benchmarks/suite_gain/<solution>[-<budget>]/results.jsonl and are resumed: run it per task
+Records go to outputs/benchmarks/suite_gain/<solution>[-<budget>][-split<seed>]/results.jsonl and are resumed: run it per task
 (each under the heavy lock), then once more without --tasks to print the whole table. It prints one line per
 task and solution (position of teams, % beaten, test score, inner-validation score, seconds), the medians, and,
-last, exactly `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks).
+last, exactly `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks; with
+several --split-seeds, the mean over the splits of each split's median). Each position prints its bootstrap
+interval [low–high]: on a test of a few hundred rows it spans most of the leaderboard.
 """
 
 from __future__ import annotations
@@ -80,6 +83,12 @@ def _seconds(record: dict[str, Any]) -> float:
     return float(record.get("seconds") or 0.0)
 
 
+def _interval(rating: dict[str, Any]) -> str:
+    """` [low–high]`: the bootstrap position interval of the rating, when it has one."""
+    low, high = rating.get("position_low"), rating.get("position_high")
+    return f" [{low}–{high}]" if low is not None and high is not None else ""
+
+
 def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180, 240, 300, 600)) -> str:
     """The best inner-validation score the search had after each number of seconds (from its journal): what
     a smaller budget would have kept, and whether the score was still climbing at the end."""
@@ -109,6 +118,40 @@ def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180
     return "anytime best inner validation (nodes): " + " ".join(parts)
 
 
+def measure(tasks: list[str], tag: str, generate_extra: list[str], split_seed: int) -> dict[str, float]:
+    """Both solutions on one public/private split: prints one line per task and solution, and returns the
+    median % of teams beaten per solution."""
+    split = [f"split_seed={split_seed}"]
+    suffix = f"-split{split_seed}" if split_seed else ""  # split 0 keeps the folders runs before it wrote
+    root = REPO / "outputs" / "benchmarks" / "suite_gain"
+    baseline = {r["task"]: r for r in run("baseline_gbdt", tasks, root / f"baseline_gbdt{suffix}", split)}
+    generated = {
+        r["task"]: r for r in run("generate", tasks, root / f"{tag}{suffix}", generate_extra + split)
+    }
+
+    beaten: dict[str, list[float]] = {"baseline_gbdt": [], "generate": []}
+    print(
+        f"like-for-like tasks: {', '.join(tasks)}  (generate: scripted LLM, {tag}; split_seed {split_seed})"
+    )
+    for slug in tasks:
+        for name, record in (("baseline_gbdt", baseline.get(slug)), ("generate", generated.get(slug))):
+            rating = (record or {}).get("rating") or {}
+            if rating.get("beaten_fraction") is None:
+                print(f"{slug:44s} {name:14s} not rated ({(record or {}).get('status')})")
+                beaten[name].append(0.0)
+                continue
+            beaten[name].append(100.0 * rating["beaten_fraction"])
+            val = _validation(record)
+            print(
+                f"{slug:44s} {name:14s} position {rating['position']}{_interval(rating)}/{rating['teams']} "
+                f"({100 * rating['beaten_fraction']:.1f}% beaten)  test {record['metric']}={record['score']:.5g}  "
+                f"inner validation {'n/a' if val is None else f'{val:.5g}'}  {_seconds(record):.0f}s"
+            )
+            if name == "generate" and anytime(record):
+                print(f"{'':44s} {'':14s} {anytime(record)}")
+    return {name: statistics.median(values) for name, values in beaten.items() if values}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="*", default=None, help="a subset of the like-for-like tasks")
@@ -119,6 +162,14 @@ def main() -> None:
         "--max-nodes", type=int, default=None, help="search.max_nodes (default: the config's)"
     )
     parser.add_argument("--search", default=None, help="search config (none | greedy | tree; default tree)")
+    parser.add_argument(
+        "--split-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the tasks' public/private splits (split_seed; default 0). Several measure how much of a position "
+        "is the split's luck: the last lines are then means over the splits of each split's median",
+    )
     args = parser.parse_args()
 
     tasks = like_for_like()
@@ -144,32 +195,21 @@ def main() -> None:
     if args.max_nodes is not None:
         generate_extra.append(f"solution.search.max_nodes={args.max_nodes}")
         tag += f"-{args.max_nodes}n"
-    root = REPO / "outputs" / "benchmarks" / "suite_gain"
-    baseline = {r["task"]: r for r in run("baseline_gbdt", tasks, root / "baseline_gbdt", [])}
-    generated = {r["task"]: r for r in run("generate", tasks, root / tag, generate_extra)}
 
-    beaten: dict[str, list[float]] = {"baseline_gbdt": [], "generate": []}
-    print(f"like-for-like tasks: {', '.join(tasks)}  (generate: scripted LLM, {tag})")
-    for slug in tasks:
-        for name, record in (("baseline_gbdt", baseline.get(slug)), ("generate", generated.get(slug))):
-            rating = (record or {}).get("rating") or {}
-            if rating.get("beaten_fraction") is None:
-                print(f"{slug:44s} {name:14s} not rated ({(record or {}).get('status')})")
-                beaten[name].append(0.0)
-                continue
-            beaten[name].append(100.0 * rating["beaten_fraction"])
-            val = _validation(record)
-            print(
-                f"{slug:44s} {name:14s} position {rating['position']}/{rating['teams']} "
-                f"({100 * rating['beaten_fraction']:.1f}% beaten)  test {record['metric']}={record['score']:.5g}  "
-                f"inner validation {'n/a' if val is None else f'{val:.5g}'}  {_seconds(record):.0f}s"
-            )
-            if name == "generate" and anytime(record):
-                print(f"{'':44s} {'':14s} {anytime(record)}")
-    medians = {name: statistics.median(values) for name, values in beaten.items() if values}
-    for name, value in medians.items():
+    per_split = {seed: measure(tasks, tag, generate_extra, seed) for seed in args.split_seeds}
+    for seed, medians in per_split.items():
+        gain = medians["generate"] - medians["baseline_gbdt"]
+        print(
+            f"split_seed {seed}: median beaten baseline_gbdt {medians['baseline_gbdt']:.1f}, "
+            f"generate {medians['generate']:.1f}, gain {gain:+.1f}"
+        )
+    means = {
+        name: statistics.mean(medians[name] for medians in per_split.values())
+        for name in ("baseline_gbdt", "generate")
+    }
+    for name, value in means.items():
         print(f"median_beaten_{name}={value:.1f}")
-    print(f"median_beaten_gain_vs_gbdt={medians['generate'] - medians['baseline_gbdt']:.1f}")
+    print(f"median_beaten_gain_vs_gbdt={means['generate'] - means['baseline_gbdt']:.1f}")
 
 
 if __name__ == "__main__":

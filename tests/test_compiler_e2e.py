@@ -34,7 +34,7 @@ DEV_TASKS = [
 ]
 # (task, kaggle_id of a real corpus instruction or None for garbage): unavailable models and odd inputs
 INSTRUCTED = [
-    ("detecting-insults-in-social-commentary", 11007759),  # BERT (Keras, TPU) -> TF-IDF + linear
+    ("detecting-insults-in-social-commentary", 11007759),  # BERT (Keras, TPU) -> TF-IDF + embeddings + linear
     ("playground-series-s3e22", 5692577),  # EfficientNetB3 + pseudo labels -> substitution
     ("nomad2018-predict-transparent-conductors", 2104212),  # XGBoost -> LightGBM
     ("spaceship-titanic", 1007734),  # LightGBM (dart) + grid search, holdout validation
@@ -119,7 +119,10 @@ def test_instruction_driven_plans(prepared: dict[str, Any], corpus_csv: Path, tm
         assert graded.valid, f"{slug}: {graded.reason}"
         assert parse_cv_score(result.stdout_tail) is not None
     insults = outcomes["detecting-insults-in-social-commentary"][0]
-    assert any(s["replacement"] == "TF-IDF features + linear" for s in insults.substitutions)
+    assert any(
+        s["replacement"] == "TF-IDF features + sentence embeddings + linear" for s in insults.substitutions
+    )
+    assert "sentence embeddings of" in outcomes["detecting-insults-in-social-commentary"][1].stdout_tail
     assert any(
         s["requested"].startswith("convolutional")
         for s in outcomes["playground-series-s3e22"][0].substitutions

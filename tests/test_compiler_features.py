@@ -84,3 +84,63 @@ def test_per_class_probabilities_scored_with_the_task_metric(tmp_path: Path, san
     assert np.allclose(submission[["cat", "dog", "eel"]].sum(axis=1), 1.0)
     oof = pd.read_csv(workdir / "oof_submission.csv")
     assert list(oof.columns) == list(submission.columns) and len(oof) == 500
+
+
+SYNONYMS = [
+    ("big", "large"), ("small", "little"), ("quick", "fast"), ("happy", "glad"), ("angry", "furious"),
+    ("old", "ancient"), ("quiet", "silent"), ("wet", "damp"), ("rich", "wealthy"), ("sick", "ill"),
+    ("car", "automobile"), ("dog", "puppy"), ("house", "home"), ("doctor", "physician"), ("film", "movie"),
+    ("road", "street"), ("child", "kid"), ("shop", "store"), ("sofa", "couch"), ("rock", "stone"),
+]  # fmt: skip
+
+
+def _paraphrases(n: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Two short phrases per row that share no word; the label says whether they mean the same thing."""
+    rng = np.random.default_rng(seed)
+    adjectives, nouns = SYNONYMS[:10], SYNONYMS[10:]
+    rows = []
+    for i in range(n):
+        adj, noun = adjectives[rng.integers(10)], nouns[rng.integers(10)]
+        same = int(rng.integers(0, 2))
+        if same:
+            other_adj, other_noun = adj, noun
+        else:
+            other_adj = adjectives[(adjectives.index(adj) + rng.integers(1, 10)) % 10]
+            other_noun = nouns[(nouns.index(noun) + rng.integers(1, 10)) % 10]
+        flip = int(rng.integers(0, 2))
+        rows.append(
+            {
+                "id": i,
+                "first": f"the {adj[flip]} {noun[flip]}",
+                "second": f"a {other_adj[1 - flip]} {other_noun[1 - flip]}",
+                "y": same,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_sentence_embeddings_relate_paraphrases_and_are_encoded_once_per_search(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    frame = _paraphrases()
+    facts = {"data_type": "text", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:400], frame.iloc[400:], facts)
+    plan = default_plan(facts)
+    coder = CompilerCoder(time_budget_s=30)
+    tfidf = OofRunner(sandbox, public, tmp_path / "w1", facts)(coder.from_plan(plan, facts).code, "node")
+    plan.preprocessing.text.representation = "both"
+    code = coder.from_plan(plan, facts).code
+    assert "sentence embeddings" in code.split('"""')[1]  # the plan summary names them
+    runner = OofRunner(sandbox, public, tmp_path / "w2", facts)
+    first = runner(code, "first")
+    assert tfidf.ok and first.ok, (tfidf.reason, first.reason)
+    # no word is shared, so TF-IDF and token overlap see nothing; the embeddings see the meaning
+    assert tfidf.score < 0.7 and first.score > 0.85, (tfidf.score, first.score)
+    assert "sentence embeddings of" in first.executions[0]["stdout_tail"]
+    # the search hands the cached vectors to the next run: same score, nothing encoded again
+    second = runner(code, "second")
+    assert second.ok and second.score == first.score
+    assert "sentence embeddings of" not in second.executions[0]["stdout_tail"]
+    assert list((tmp_path / "w2" / "inputs" / "embeddings").glob("*.npy"))
+    assert not (public / "embeddings").exists()  # the public files are never written

@@ -86,12 +86,13 @@ def test_real_lightgbm_instruction(corpus: pd.DataFrame) -> None:
     assert plan.source == "instruction"
 
 
-def test_real_bert_instruction_is_substituted_by_tfidf_linear(corpus: pd.DataFrame) -> None:
+def test_real_bert_instruction_is_substituted_by_embeddings_and_tfidf_linear(corpus: pd.DataFrame) -> None:
     plan = parse_plan(_prompt(corpus, 11007759), SPOOKY)  # BERT on TPU via Keras
     assert [m.family for m in plan.models] == ["linear"]
     assert plan.preprocessing.text.enabled
+    assert plan.preprocessing.text.representation == "both"  # the shipped sentence encoder stands in for BERT
     bert = [s for s in plan.substitutions if s.requested.startswith("BERT-family")]
-    assert bert and bert[0].replacement == "TF-IDF features + linear"
+    assert bert and bert[0].replacement == "TF-IDF features + sentence embeddings + linear"
     assert "offline" in bert[0].reason
     assert plan.models[0].params["C"] == 4.0  # the text default's regularisation is kept for the stand-in
 
@@ -231,7 +232,7 @@ def test_compiler_coder_result_is_journal_ready(corpus: pd.DataFrame) -> None:
     result = coder.generate(_prompt(corpus, 11007759), SPOOKY)
     data = json.loads(json.dumps(result.to_dict()))  # the journal stores it as JSON
     assert data["attempt"] == 0 and data["plan"]["validation"]["time_budget_s"] == 12.0
-    assert data["substitutions"][0]["replacement"] == "TF-IDF features + linear"
+    assert data["substitutions"][0]["replacement"] == "TF-IDF features + sentence embeddings + linear"
     assert "TIME_BUDGET_S = 12.0" in result.code
     compile(result.code, "solution.py", "exec")
 

@@ -91,6 +91,11 @@ def test_failing_feature_steps_are_dropped() -> None:
     assert not repair_plan(plan, _failed("features:compound"), FACTS).preprocessing.split_compound
     plan.preprocessing.text.enabled = True
     assert not repair_plan(plan, _failed("features:text"), FACTS).preprocessing.text.enabled
+    plan.preprocessing.text.representation = "both"
+    for status in ("error", "timeout"):  # the encoder failed, or was too slow: TF-IDF stays
+        repaired = repair_plan(plan, _failed("features:embeddings", status=status), FACTS)
+        assert repaired.preprocessing.text.representation == "tfidf"
+        assert repaired.history[-1]["action"] == "drop the sentence embeddings: TF-IDF only"
 
 
 def test_timeout_cuts_cost_each_round() -> None:

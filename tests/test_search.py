@@ -121,6 +121,25 @@ def test_moves_are_catalog_edits() -> None:
     assert "features: toggle the log1p target" not in improved  # regression only
     rendered = CompilerCoder().from_plan(improved["lightgbm: balanced class weights"], facts).code
     assert "class_weight='balanced'" in rendered
+    assert not [m for m in families if m.startswith("draft:")]  # the catalog's feature drafts are text-only
+
+
+def test_text_drafts_include_another_representation() -> None:
+    facts = {"data_type": "text", "task_type": "multiclass_classification", "metric": "multiclass_log_loss"}
+    facts |= {"id_column": "id", "targets": ["author"]}
+    plan = default_plan(facts)
+    drafts = dict(family_moves(plan))
+    embedded = drafts["draft: sentence embeddings"]
+    assert embedded.preprocessing.text.representation == "embeddings"
+    assert embedded.models == plan.models  # the same model on another view of the text
+    both = dict(improve_moves(plan))["features: TF-IDF plus sentence embeddings"]
+    assert both.preprocessing.text.representation == "both"
+    # naive Bayes cannot take negative inputs: the compiler keeps it on TF-IDF and says so
+    bayes = drafts["model family -> naive_bayes"]
+    bayes.preprocessing.text.representation = "both"
+    result = CompilerCoder().from_plan(bayes, facts)
+    assert result.plan["preprocessing"]["text"]["representation"] == "tfidf"
+    assert any("sentence embeddings -> TF-IDF" in note for note in result.notes)
 
 
 # --------------------------------------------------------------------------- splits that mirror the task

@@ -128,11 +128,12 @@ class PublicRunner:
         self.sandbox = sandbox
         self.public_dir = Path(public_dir)
         self.work_dir = Path(work_dir)
+        self.inputs_dir = self.public_dir  # what a run gets as input/ (a subclass may add derived files)
 
     def __call__(self, code: str, node_id: str) -> RunOutcome:
         where = self.work_dir / node_id
         script = _write_script(code, where)
-        result = self.sandbox.run(script, self.public_dir, where / "work")
+        result = self.sandbox.run(script, self.inputs_dir, where / "work")
         outcome = RunOutcome(ok=result.status == "ok", status=result.status, split="public")
         outcome.executions.append(result.to_dict())
         if result.status != "ok":

@@ -69,6 +69,9 @@ POLICIES = ("none", "greedy", "tree")
 BLEND_METHODS = ("auto", "weights", "stack")
 EVALUATIONS = ("auto", "oof", "holdout")
 OOF_FILE = "oof_submission.csv"
+# folders of label-free derived features a compiled script caches in its work folder (sentence embeddings); the
+# search hands them on to later runs as input/<folder>/, so a slow encoding is done once per search
+DERIVED_CACHES = ("embeddings",)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -88,6 +91,33 @@ class OofRunner(PublicRunner):
         self.targets = [str(t) for t in facts["targets"]]
         train = pd.read_csv(self.public_dir / "train.csv", dtype=str, keep_default_na=False, na_filter=False)
         self.labels = train[[self.id_column, *self.targets]].drop_duplicates(self.id_column)
+        self.inputs_dir = self._overlay()
+
+    def _overlay(self) -> Path:
+        """The runs' input folder: links to the public files, plus the derived caches earlier runs wrote."""
+        overlay = self.work_dir / "inputs"
+        overlay.mkdir(parents=True, exist_ok=True)
+        for entry in self.public_dir.iterdir():
+            link = overlay / entry.name
+            if not link.exists() and entry.name not in DERIVED_CACHES:
+                link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        return overlay
+
+    def _keep_caches(self, workdir: Path) -> None:
+        """Move the derived features a successful run cached into the overlay, for the runs after it."""
+        for folder in DERIVED_CACHES:
+            source = workdir / folder
+            if not source.is_dir() or source.is_symlink():
+                continue
+            target = self.inputs_dir / folder
+            target.mkdir(exist_ok=True)
+            for item in source.glob("*.npy"):
+                if item.name.startswith("."):  # a write that did not finish
+                    continue
+                if item.is_file() and not item.is_symlink() and not (target / item.name).exists():
+                    tmp = target / f".{item.name}.part"
+                    shutil.copyfile(item, tmp)
+                    tmp.replace(target / item.name)  # atomic: a run starting now sees all of it or none
 
     def grade_oof(self, oof_path: Path, where: Path) -> tuple[float | None, str | None, int]:
         """(score, reason when invalid, rows graded) of an out-of-fold file."""
@@ -132,6 +162,7 @@ class OofRunner(PublicRunner):
         if not outcome.ok:
             return outcome
         workdir = Path(outcome.executions[0]["workdir"])
+        self._keep_caches(workdir)
         score, reason, rows = self.grade_oof(workdir / OOF_FILE, self.work_dir / node_id)
         outcome.scores, outcome.reasons = [score], [reason]
         outcome.executions[0]["oof_rows"] = rows
@@ -181,7 +212,8 @@ def _scaled(value: Any, factor: float) -> Any:
 
 
 def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
-    """Drafts: the plan with its (first) model switched to each other family of the data kind."""
+    """Drafts: the plan with its (first) model switched to each other family of the data kind, then the
+    catalog's feature drafts of the data kind (another representation of the same data)."""
     out = []
     current = {m.family for m in plan.models}
     for family in catalog.moves()["families"][_data_kind(plan)]:
@@ -193,7 +225,31 @@ def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
         edited = plan.copy()
         edited.models = [ModelSpec(family=family)]
         out.append((f"model family -> {family}", edited))
+    for edit in (catalog.moves().get("drafts") or {}).get(_data_kind(plan)) or []:
+        edited = _edited(plan, edit)
+        if edited is not None:
+            out.append((f"draft: {edit['name']}", edited))
     return out
+
+
+def _edited(plan: Plan, edit: dict[str, Any]) -> Plan | None:
+    """`plan` with one feature edit of the catalog (toggle / set / scale a dotted Plan path); None when the
+    edit changes nothing."""
+    edited = plan.copy()
+    changed = False
+    if edit.get("toggle"):
+        _set(edited, edit["toggle"], not _get(edited, edit["toggle"]))
+        changed = True
+    for path, value in (edit.get("set") or {}).items():
+        if _get(edited, path) != value:
+            _set(edited, path, copy.deepcopy(value))
+            changed = True
+    for path, factor in (edit.get("scale") or {}).items():
+        new = _scaled(_get(edited, path), float(factor))
+        if new is not None and new != _get(edited, path):
+            _set(edited, path, new)
+            changed = True
+    return edited if changed else None
 
 
 def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
@@ -222,21 +278,8 @@ def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
     for edit in table["features"][_data_kind(plan)]:
         if edit.get("regression_only") and is_classification(plan):
             continue
-        edited = plan.copy()
-        changed = False
-        if edit.get("toggle"):
-            _set(edited, edit["toggle"], not _get(edited, edit["toggle"]))
-            changed = True
-        for path, value in (edit.get("set") or {}).items():
-            if _get(edited, path) != value:
-                _set(edited, path, copy.deepcopy(value))
-                changed = True
-        for path, factor in (edit.get("scale") or {}).items():
-            new = _scaled(_get(edited, path), float(factor))
-            if new is not None and new != _get(edited, path):
-                _set(edited, path, new)
-                changed = True
-        if changed:
+        edited = _edited(plan, edit)
+        if edited is not None:
             out.append((f"features: {edit['name']}", edited))
     return out
 
@@ -262,7 +305,9 @@ def _signature(node: Node) -> tuple[Any, ...]:
     text = pre.get("text") or {}
     return (
         tuple(sorted(m.get("family", "") for m in plan.get("models") or [])) or (node.id,),
-        tuple(text.get("analyzers") or ()) if text.get("enabled") else (),
+        (tuple(text.get("analyzers") or ()), text.get("representation", "tfidf"))
+        if text.get("enabled")
+        else (),
         pre.get("categorical_encoding"),
         pre.get("log_target"),
     )

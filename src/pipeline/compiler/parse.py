@@ -160,6 +160,20 @@ def _model_from_mention(mention: Mention, kind: str) -> ModelSpec | None:
     return ModelSpec(family=entry["substitute"][kind], requested=mention.text)
 
 
+REPRESENTATION_NAMES = {"tfidf": "TF-IDF features", "both": "TF-IDF features + sentence embeddings"}
+
+
+def _representation(plan: Plan, entry: dict[str, Any], kind: str) -> str | None:
+    """For a text task, the text features an unavailable model's request stands for (a vocabulary entry's
+    `features`), set on the plan; None otherwise. A pretrained encoder becomes the shipped sentence encoder."""
+    features = entry.get("features")
+    if not features or kind != "text":
+        return None
+    if features != "tfidf":
+        plan.preprocessing.text.representation = features
+    return REPRESENTATION_NAMES[features]
+
+
 def _choose_models(sections: dict[str, str], whole: str, plan: Plan) -> list[tuple[ModelSpec, str]]:
     """The models the instruction asks for: every named one when it asks for an ensemble, else one — the first
     available family named (a named unavailable model is then the representation it feeds: BERT embeddings into
@@ -189,17 +203,14 @@ def _choose_models(sections: dict[str, str], whole: str, plan: Plan) -> list[tup
         if "family" in entry:
             continue
         requested = f"{entry['requested']} ('{mention.text}')"
+        features = _representation(plan, entry, kind)
         if id(mention) in chosen_mentions:
             model = next(m for men, m in chosen if men is mention)
-            used = (
-                f"TF-IDF features + {model.family}"
-                if entry.get("features") and kind == "text"
-                else model.family
-            )
+            used = f"{features} + {model.family}" if features else model.family
             plan.substitute(requested, used, _substitution_reason(entry))
-        else:  # named but not the model used: what runs in its place is the chosen model (and TF-IDF for text)
+        else:  # named but not the model used: what runs in its place is the chosen model (and its text features)
             used = " + ".join(m.family for _, m in chosen)
-            used = f"TF-IDF features + {used}" if entry.get("features") and kind == "text" else used
+            used = f"{features} + {used}" if features else used
             plan.substitute(requested, used, _substitution_reason(entry))
     if _first(vocab["stacking"], whole) and len(chosen) > 1:
         plan.substitute(

@@ -24,13 +24,18 @@ SCALINGS = ("auto", "none", "standard", "minmax", "robust")
 SCHEMES = ("kfold", "stratified", "holdout", "timeseries")
 ENSEMBLES = ("fold_average", "refit")
 TEXT_ANALYZERS = ("word", "char_wb")
+# tfidf: sparse n-gram counts | embeddings: a sentence encoder's vectors (all-MiniLM-L6-v2, shipped in a wheel) |
+# both. Embeddings carry meaning TF-IDF misses (paraphrases, two phrases that say the same thing).
+TEXT_REPRESENTATIONS = ("tfidf", "embeddings", "both")
 
 
 @dataclass
 class TextFeatures:
-    """TF-IDF features of the free-text columns (fit once on train + test text: no labels involved)."""
+    """Features of the free-text columns: TF-IDF (fit once on train + test text: no labels involved) and/or
+    sentence embeddings."""
 
     enabled: bool = False
+    representation: str = "tfidf"  # one of TEXT_REPRESENTATIONS
     analyzers: list[str] = field(default_factory=lambda: ["word"])
     max_features: int = 50000
     word_ngram: list[int] = field(default_factory=lambda: [1, 2])
@@ -144,8 +149,10 @@ class Plan:
         ]
         if pre.log_target:
             steps.append("log1p target")
-        if pre.text.enabled:
+        if pre.text.enabled and pre.text.representation != "embeddings":
             steps.append(f"tfidf[{'+'.join(pre.text.analyzers)}, {pre.text.max_features}]")
+        if pre.text.enabled and pre.text.representation != "tfidf":
+            steps.append("sentence embeddings")
         models = " + ".join(f"{m.family}({_fmt_params(m.params)})" for m in self.models)
         val = self.validation
         scheme = f"{val.scheme}" + ("" if val.scheme == "holdout" else f"x{val.n_splits}")
@@ -371,6 +378,7 @@ def finalize(plan: Plan, facts: dict[str, Any]) -> Plan:
         (pre, "categorical_encoding", ENCODINGS),
         (pre, "scaling", SCALINGS),
         (val, "scheme", SCHEMES),
+        (text, "representation", TEXT_REPRESENTATIONS),
         (plan, "ensemble", ENSEMBLES),
     ):
         if getattr(obj, name) not in allowed:
@@ -417,6 +425,9 @@ def finalize(plan: Plan, facts: dict[str, Any]) -> Plan:
     if pre.impute_numeric == "none" and not all(s["handles_missing"] for s in specs):
         pre.impute_numeric = "median"
         plan.note("a model cannot take missing values: numeric imputation none -> median")
+    if any(s.get("nonnegative_only") for s in specs) and text.representation != "tfidf":
+        text.representation = "tfidf"
+        plan.note("naive Bayes needs non-negative inputs: sentence embeddings -> TF-IDF")
     if any(s.get("nonnegative_only") for s in specs) and pre.scaling in ("standard", "robust"):
         pre.scaling = "minmax"
         plan.note("naive Bayes needs non-negative inputs: scaling -> minmax")

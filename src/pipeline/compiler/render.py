@@ -144,7 +144,7 @@ def _text_step(plan: Plan) -> str:
         return ""
     vectorizers = [
         (analyzer, tuple(text.word_ngram if analyzer == "word" else text.char_ngram))
-        for analyzer in text.analyzers
+        for analyzer in (text.analyzers if text.representation != "embeddings" else [])
     ]
     return Template(catalog.template("step_text")).substitute(
         text_vectorizers=_literal(vectorizers),
@@ -206,6 +206,8 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "keep_other_columns": _literal(bool(pre.text.keep_other_columns)),
         "feature_steps": "\n\n".join(feature_steps),
         "text_step": _text_step(plan),
+        "text_representation": _literal(pre.text.representation),
+        "embeddings_step": catalog.template("step_embeddings") if pre.text.representation != "tfidf" else "",
         "text_pairs_step": catalog.template("step_text_pairs") if pre.text_pairs else "",
         "preprocessor_parts": _preprocessor_parts(eff),
         "make_models": _models_body(plan, role),

@@ -66,6 +66,14 @@ def _drop_datetime(plan: Plan) -> str | None:
     return "drop the datetime feature step"
 
 
+def _drop_embeddings(plan: Plan) -> str | None:
+    text = plan.preprocessing.text
+    if text.representation == "tfidf":
+        return None
+    text.representation = "tfidf"
+    return "drop the sentence embeddings: TF-IDF only"
+
+
 def _drop_compound(plan: Plan) -> str | None:
     if not plan.preprocessing.split_compound:
         return None
@@ -186,12 +194,15 @@ def _candidates(plan: Plan, failure: Failure, facts: dict[str, Any]) -> list[Any
             steps.insert(0, _drop_datetime)
         if head == "features" and name == "compound":
             steps.insert(0, _drop_compound)
+        if head == "features" and name == "embeddings":
+            steps.insert(0, _drop_embeddings)
         return steps
     by_stage: dict[str, list[Any]] = {
         "features": {
             "datetime": [_drop_datetime],
             "compound": [_drop_compound],
             "text": [_fix_text, _fix_text],
+            "embeddings": [_drop_embeddings],
         }.get(name, [_drop_datetime, _drop_compound, _simplify_preprocessing]),
         "preprocess": [_simplify_preprocessing, _drop_compound, _drop_datetime],
         "fit": [lambda p: _replace_model(p, name)],
