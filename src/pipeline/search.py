@@ -30,9 +30,10 @@ import json
 import logging
 import random
 import shutil
+import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,9 @@ class OofRunner(PublicRunner):
                 if item.name.startswith("."):  # a write that did not finish
                     continue
                 if item.is_file() and not item.is_symlink() and not (target / item.name).exists():
-                    tmp = target / f".{item.name}.part"
+                    tmp = (
+                        target / f".{item.name}.{workdir.parent.name}.part"
+                    )  # one per run: runs end together
                     shutil.copyfile(item, tmp)
                     tmp.replace(target / item.name)  # atomic: a run starting now sees all of it or none
 
@@ -353,9 +356,9 @@ class SearchState:
 class Search:
     """The improvement loop after refinement (see the module docstring). Settings: conf/search/*.yaml.
 
-    budget_s: wall-clock seconds for the search (a round that would end later is not started); max_nodes: nodes
-    at most, the root included; workers: nodes run at once; num_drafts / debug_prob / max_debug_depth: AIDE's
-    policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); blend_size: search nodes a
+    budget_s: wall-clock seconds for the search (a node that would typically end later is not started);
+    max_nodes: nodes at most, the root included; workers: nodes run at once (a new one starts as soon as one
+    ends); num_drafts / debug_prob / max_debug_depth: AIDE's policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); blend_size: search nodes a
     blend may combine, whole solutions weighted on their out-of-fold predictions (0 or 1: no blends; oof
     evaluation only); blend_method: auto (a stack where it validates better) | weights | stack; diversify_prob:
     chance that an improvement goes to the best node of another kind of solution (tree); node_time_budget_s: CPU
@@ -504,36 +507,10 @@ class Search:
         self._remember(state, root.node, root.outcome)
         state.nodes.append(root.node)  # the root (after any repairs) is what drafts start from
         state.seen_codes.add(root.node.meta.get("code_sha", ""))
-        seconds: list[float] = [time.perf_counter() - started]
+        seconds: list[float] = [time.perf_counter() - started]  # wall seconds of each node that ran
 
         blending = self.blend_size > 1 and isinstance(runner, OofRunner)
-        while (
-            len(state.nodes) < self.max_nodes
-        ):  # nodes that run: the closing blend runs nothing, comes on top
-            elapsed = time.perf_counter() - started
-            per_round = max(seconds[-3:]) if seconds else 0.0
-            if elapsed + per_round > self.budget_s:
-                break
-            width = min(self.workers, self.max_nodes - len(state.nodes))
-            state.closing = (
-                elapsed + 2 * per_round > self.budget_s or len(state.nodes) + 2 * width >= self.max_nodes
-            )
-            proposals = self._propose(ctx, journal, state, rng, width)
-            if not proposals:
-                break
-            began = time.perf_counter()
-            if len(proposals) > 1:
-                with ThreadPoolExecutor(max_workers=len(proposals)) as pool:
-                    nodes = list(
-                        pool.map(lambda p: self._evaluate(p, ctx, journal, runner, cache, state), proposals)
-                    )
-            else:
-                nodes = [self._evaluate(proposals[0], ctx, journal, runner, cache, state)]
-            seconds.append(time.perf_counter() - began)
-            state.nodes.extend(n for n in nodes if n is not None and n.status != "duplicate")
-            state.duplicates += sum(1 for n in nodes if n is not None and n.status == "duplicate")
-            if state.duplicates > 2 * self.max_nodes:
-                break  # the moves keep landing on scripts already run: nothing new left to try
+        self._loop(ctx, journal, state, runner, cache, rng, started, seconds)
         if blending and len(state.nodes) >= 2:
             # last: whole solutions (each with its own preprocessing) weighted on their out-of-fold predictions
             node = self._blend(ctx, journal, state, runner, work / "blend")
@@ -593,6 +570,55 @@ class Search:
             validation_score=best.validation_score,
             notes=[*refined.notes, f"search: {best.meta.get('move')} ({len(state.nodes)} nodes)"],
         )
+
+    def _loop(
+        self,
+        ctx: RefineContext,
+        journal: Journal,
+        state: SearchState,
+        runner: Callable[[str, str], RunOutcome],
+        cache: RunCache,
+        rng: random.Random,
+        started: float,
+        seconds: list[float],
+    ) -> None:
+        """Keep `workers` nodes running until the budget or `max_nodes` is spent: a new node starts as soon as
+        one ends (a slow node never holds the other workers back). A node is not started when the recent
+        nodes' typical length would take it past `budget_s`."""
+        running: dict[Future[Node | None], Proposal] = {}
+        began: dict[Future[Node | None], float] = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            while True:
+                while len(running) < self.workers:
+                    elapsed = time.perf_counter() - started
+                    typical = statistics.median(seconds[-5:]) if seconds else 0.0
+                    if (
+                        len(state.nodes) + len(running) >= self.max_nodes
+                        or elapsed + typical > self.budget_s
+                        or state.duplicates
+                        > 2 * self.max_nodes  # the moves keep landing on scripts already run
+                    ):
+                        break
+                    state.closing = (
+                        elapsed + 2 * typical > self.budget_s
+                        or len(state.nodes) + len(running) + 2 * self.workers >= self.max_nodes
+                    )
+                    proposal = self._next(ctx, journal, state, rng, list(running.values()))
+                    if proposal is None:
+                        break  # nothing to try now; a node that ends may open new moves (a new best, a failure)
+                    future = pool.submit(self._evaluate, proposal, ctx, journal, runner, cache, state)
+                    running[future], began[future] = proposal, time.perf_counter()
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: began[f]):  # in the order they started
+                    running.pop(future)
+                    node = future.result()
+                    if node is not None and node.status == "duplicate":
+                        state.duplicates += 1
+                    elif node is not None:
+                        seconds.append(time.perf_counter() - began[future])
+                        state.nodes.append(node)
 
     def _best(self, journal: Journal, state: SearchState) -> Node | None:
         """The best scored node; a later node must beat the incumbent by `min_gain` (relative) to replace it."""
