@@ -109,6 +109,38 @@ def test_search_none_returns_the_refined_solution(tmp_path: Path, sandbox: Sandb
     assert Search(policy="none").search(ctx, refined) is refined
 
 
+def test_a_slow_node_does_not_hold_the_other_worker_back(tmp_path: Path) -> None:
+    """Nodes run asynchronously: while one slow node runs, the other worker goes on with new nodes."""
+    import hashlib
+    import time
+
+    from src.pipeline.repair import RunOutcome
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(60), "x": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:40], frame.iloc[40:], facts)
+
+    def runner(code: str, node_id: str) -> RunOutcome:  # no sandbox: a score from the script's text
+        time.sleep(3.0 if "ExtraTreesClassifier(" in code else 0.05)
+        score = 0.5 + int(hashlib.sha1(code.encode()).hexdigest()[:6], 16) % 1000 / 10000
+        return RunOutcome(ok=True, status="ok", scores=[score], split="oof", executions=[{}])
+
+    coder = CompilerCoder()
+    ctx = search_context(public, tmp_path / "work", object(), coder)  # the sandbox is never used
+    root = ctx.journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
+    search = Search(policy="tree", budget_s=30, max_nodes=14, workers=2, ensemble_size=0, blend_size=0)
+    search._runner = lambda ctx, work: ("oof", runner)  # type: ignore[method-assign]
+    search.search(ctx, refined)
+    nodes = [n for n in ctx.journal.nodes if n.stage == "search" and n.status == "ok"]
+    slow = next(n for n in nodes if n.meta["move"] == "model family -> extra_trees")
+    beside = [n for n in nodes if n.created_at > slow.created_at and n.finished_at < slow.finished_at]
+    assert len(beside) >= 5, [(n.meta["move"], n.created_at, n.finished_at) for n in nodes]
+    assert len(nodes) == 14
+
+
 def test_moves_are_catalog_edits() -> None:
     facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
     facts |= {"id_column": "id", "targets": ["y"]}
