@@ -141,6 +141,41 @@ def test_a_slow_node_does_not_hold_the_other_worker_back(tmp_path: Path) -> None
     assert len(nodes) == 14
 
 
+def test_a_feature_move_that_changed_nothing_is_not_tried_again(tmp_path: Path) -> None:
+    """A feature edit that left its parent's score exactly as it was (categorical encodings on a table with no
+    categorical column) is not spent again on the other nodes; model edits still are."""
+    import hashlib
+    import re
+
+    from src.pipeline.repair import RunOutcome
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(60), "x": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:40], frame.iloc[40:], facts)
+    encoding = ("Encoder", "MAX_CATEGORIES", "categorical")
+
+    def runner(code: str, node_id: str) -> RunOutcome:  # the score ignores every categorical setting
+        kept = "\n".join(line for line in code.splitlines() if not any(k in line for k in encoding))
+        kept = re.sub(r"encode=\w+", "", kept)
+        score = 0.5 + int(hashlib.sha1(kept.encode()).hexdigest()[:6], 16) % 1000 / 10000
+        return RunOutcome(ok=True, status="ok", scores=[score], split="oof", executions=[{}])
+
+    coder = CompilerCoder()
+    ctx = search_context(public, tmp_path / "work", object(), coder)
+    root = ctx.journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
+    search = Search(policy="greedy", budget_s=60, max_nodes=30, workers=1, ensemble_size=0, blend_size=0)
+    search._runner = lambda ctx, work: ("oof", runner)  # type: ignore[method-assign]
+    search.search(ctx, refined)
+    moves = [n.meta["move"] for n in ctx.journal.nodes if n.stage == "search" and n.status == "ok"]
+    for move in ("features: one-hot categorical encoding", "features: target encoding"):
+        assert moves.count(move) == 1, moves
+    params = [m for m in moves if m.startswith("lightgbm: ")]
+    assert len(params) > len(set(params)), moves  # model edits are tried again from a new best
+
+
 def test_moves_are_catalog_edits() -> None:
     facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
     facts |= {"id_column": "id", "targets": ["y"]}

@@ -351,6 +351,7 @@ class SearchState:
     closing: bool = False  # the last round(s): time or nodes nearly spent
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
     outputs: dict[str, Path] = field(default_factory=dict)  # node id -> the folder its run wrote into
+    inert: set[str] = field(default_factory=set)  # feature moves that once changed nothing: not tried again
 
 
 class Search:
@@ -735,7 +736,7 @@ class Search:
                 if not node.plan:
                     continue
                 for move, plan in improve_moves(Plan.from_dict(node.plan)):
-                    if self._claim(state, node, move):
+                    if move not in state.inert and self._claim(state, node, move):
                         return Proposal(node, "improve", move, plan=plan)
             elif self.prompts.get("improve") and self._claim(state, node, f"llm-improve-{len(state.nodes)}"):
                 return Proposal(node, "improve", "an edit the LLM proposed")
@@ -887,6 +888,10 @@ class Search:
         if outcome.ok and outcome.score is not None and parent_score is not None:
             if abs(outcome.score - parent_score) <= 1e-12 * max(1.0, abs(parent_score)):
                 node.meta["no_effect"] = True  # the edit changed no prediction that counts
+                if proposal.move.startswith("features: "):
+                    # a feature step is about the data, not the model it feeds (one-hot encoding on a table
+                    # without categorical columns): it changes nothing from any other node either
+                    state.inert.add(proposal.move)
         log.info(
             "%s: search %s %s -> %s %s",
             ctx.facts.get("slug"),
