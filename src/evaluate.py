@@ -37,6 +37,7 @@ from src.errors import PipesynthError
 from src.reporting.results import ResultsStore, mean_beaten, record_key
 from src.reporting.runlog import RunLogger
 from src.reporting.summary import summary_table
+from src.sandbox.inputs import overlay_inputs
 from src.solutions.providers import SolutionProvider
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric
@@ -136,7 +137,10 @@ def run_one(
     build = provider.build(prepared.public_dir, task_dir / "build", seed)
     record["solution_meta"] = build.meta
     record["validation_score"] = build.meta.get("validation_score")  # the inner validation (generation)
-    result = sandbox.run(build.script, prepared.public_dir, task_dir / "work")
+    inputs = prepared.public_dir
+    if build.inputs is not None:  # the public files plus what the build derived from them (embeddings)
+        inputs = overlay_inputs(prepared.public_dir, task_dir / "inputs", build.inputs)
+    result = sandbox.run(build.script, inputs, task_dir / "work")
     record["execution"] = result.to_dict()
     score = None
     graded = None

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from src.pipeline.compiler import CompilerCoder, default_plan
-from src.pipeline.search import OofRunner
+from src.pipeline.search import DERIVED_CACHES, OofRunner
 from src.sandbox import Sandbox
+from src.sandbox.inputs import DERIVED_DIR, keep_derived, overlay_inputs
 from tests.test_search import write_public
 
 
@@ -144,3 +145,12 @@ def test_sentence_embeddings_relate_paraphrases_and_are_encoded_once_per_search(
     assert "sentence embeddings of" not in second.executions[0]["stdout_tail"]
     assert list((tmp_path / "w2" / "inputs" / "embeddings").glob("*.npy"))
     assert not (public / "embeddings").exists()  # the public files are never written
+    # the build keeps them, and the chosen script's final run reads them as input/embeddings/
+    keep_derived(runner.inputs_dir, DERIVED_CACHES, tmp_path / "build" / DERIVED_DIR)
+    assert not (runner.inputs_dir / "embeddings").exists()
+    inputs = overlay_inputs(public, tmp_path / "final_inputs", tmp_path / "build" / DERIVED_DIR)
+    script = tmp_path / "solution.py"
+    script.write_text(code)
+    final = sandbox.run(script, inputs, tmp_path / "final")
+    assert final.status == "ok", final.message
+    assert "sentence embeddings of" not in final.stdout_tail

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from src.errors import PipesynthError
 from src.evaluate import _rewrite_solution_path, evaluate
+from src.solutions.providers import SolutionBuild
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,3 +119,35 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, shared_d
         after = next(r for r in records if r["task"] == before["task"])
         assert after["started_at"] == before["started_at"]
     assert all(r["status"] == "ok" for r in records)
+
+
+class DerivedInputsProvider:
+    """A build that keeps a derived input folder (as the search keeps cached embeddings) beside its script."""
+
+    def __init__(self, name: str = "derived") -> None:
+        self.name = name
+
+    def build(self, public_dir: Path, build_dir: Path, seed: int) -> SolutionBuild:
+        derived = build_dir / "derived" / "embeddings"
+        derived.mkdir(parents=True, exist_ok=True)
+        (derived / "cached.npy").write_text("vectors")
+        script = build_dir / "solution.py"
+        script.write_text(
+            "import pandas as pd\n"
+            "assert open('input/embeddings/cached.npy').read() == 'vectors'\n"
+            "pd.read_csv('input/sample_submission.csv').to_csv('submission.csv', index=False)\n"
+        )
+        return SolutionBuild(script=script, inputs=build_dir / "derived")
+
+
+def test_the_final_run_reads_what_the_build_derived(tmp_path: Path, shared_dir: Path) -> None:
+    """The derived folders of a build (the search's cached sentence embeddings) reach the final run as
+    input/<folder>/, beside the public files, which stay untouched."""
+    cfg = _cfg(
+        tmp_path, shared_dir, "tasks=[titanic]", "solution=file", "solution.path=baseline_constant.py",
+        f"solution._target_={__name__}.DerivedInputsProvider", "~solution.path", "solution.name=derived",
+    )  # fmt: skip
+    record = evaluate(cfg)["records"][0]
+    assert record["status"] == "ok", record
+    public = next((tmp_path / "cache").rglob("public/sample_submission.csv")).parent
+    assert not (public / "embeddings").exists()

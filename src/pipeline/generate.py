@@ -49,6 +49,7 @@ from src.pipeline.instruct import (
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
 from src.pipeline.repair import Attempted, PublicRunner, record_code, run_with_repair
+from src.sandbox.inputs import DERIVED_DIR
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ class GenerationResult:
     @property
     def solution_path(self) -> Path:
         return self.out_dir / "solution.py"
+
+    @property
+    def derived_dir(self) -> Path:
+        """Derived, label-free inputs the search computed (input/<folder>/ for the script), when it kept any."""
+        return self.out_dir / DERIVED_DIR
 
     @property
     def instruction_path(self) -> Path:
@@ -385,6 +391,10 @@ class Pipeline:
             status=status, timings=timings, rank=refined.rank, validation_score=validation_score
         )
         self._write(result, facts)
+        derived = work / DERIVED_DIR  # label-free caches of the search (embeddings) for the final run
+        if derived.is_dir():
+            shutil.rmtree(result.derived_dir, ignore_errors=True)
+            shutil.move(str(derived), str(result.derived_dir))
         if not self.keep_work:
             shutil.rmtree(work, ignore_errors=True)
         log.info(

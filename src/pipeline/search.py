@@ -60,6 +60,7 @@ from src.pipeline.repair import (
     run_with_repair,
 )
 from src.pipeline.validation import build_validation_split
+from src.sandbox.inputs import DERIVED_DIR, keep_derived, overlay_inputs
 from src.tasks.grading import Grade, grade
 from src.tasks.metrics import get_metric
 from src.tasks.prepare import PreparedTask
@@ -96,13 +97,7 @@ class OofRunner(PublicRunner):
 
     def _overlay(self) -> Path:
         """The runs' input folder: links to the public files, plus the derived caches earlier runs wrote."""
-        overlay = self.work_dir / "inputs"
-        overlay.mkdir(parents=True, exist_ok=True)
-        for entry in self.public_dir.iterdir():
-            link = overlay / entry.name
-            if not link.exists() and entry.name not in DERIVED_CACHES:
-                link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
-        return overlay
+        return overlay_inputs(self.public_dir, self.work_dir / "inputs", skip=DERIVED_CACHES)
 
     def _keep_caches(self, workdir: Path) -> None:
         """Move the derived features a successful run cached into the overlay, for the runs after it."""
@@ -527,6 +522,8 @@ class Search:
             "best": best.id if best else None,
             "root": state.nodes[0].id if state.nodes else None,
         }
+        if isinstance(runner, OofRunner):  # the chosen script's final run reads them instead of recomputing
+            keep_derived(runner.inputs_dir, DERIVED_CACHES, ctx.work_dir / DERIVED_DIR)
         if not self.keep_work:
             shutil.rmtree(work, ignore_errors=True)
         if best is None:

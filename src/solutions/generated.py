@@ -41,4 +41,6 @@ class GeneratedSolution:
 
     def build(self, public_dir: Path, build_dir: Path, seed: int) -> SolutionBuild:
         result = self.pipeline.run(public_dir, build_dir, seed=seed)
-        return SolutionBuild(script=result.solution_path, meta={"source": "generate", **result.summary()})
+        derived = result.derived_dir if result.derived_dir.is_dir() else None
+        meta = {"source": "generate", **result.summary()}
+        return SolutionBuild(script=result.solution_path, meta=meta, inputs=derived)

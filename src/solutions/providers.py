@@ -15,10 +15,13 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 
 @dataclass
 class SolutionBuild:
-    """A script ready to run, plus what the provider wants recorded with the result."""
+    """A script ready to run, plus what the provider wants recorded with the result. `inputs`: a folder of
+    derived, label-free input folders (cached sentence embeddings of the public texts) the run gets beside the
+    public files as input/<folder>/, so it reads what the build already computed."""
 
     script: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    inputs: Path | None = None
 
 
 class SolutionProvider(Protocol):
