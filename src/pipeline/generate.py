@@ -49,7 +49,7 @@ from src.pipeline.instruct import (
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
 from src.pipeline.repair import Attempted, PublicRunner, record_code, run_with_repair
-from src.sandbox.inputs import DERIVED_DIR
+from src.sandbox.inputs import DERIVED_DIR, keep_derived
 
 log = logging.getLogger(__name__)
 
@@ -391,10 +391,7 @@ class Pipeline:
             status=status, timings=timings, rank=refined.rank, validation_score=validation_score
         )
         self._write(result, facts)
-        derived = work / DERIVED_DIR  # label-free caches of the search (embeddings) for the final run
-        if derived.is_dir():
-            shutil.rmtree(result.derived_dir, ignore_errors=True)
-            shutil.move(str(derived), str(result.derived_dir))
+        keep_derived(work, (DERIVED_DIR,), out_dir)  # the search's label-free caches, for the final run
         if not self.keep_work:
             shutil.rmtree(work, ignore_errors=True)
         log.info(
