@@ -176,6 +176,81 @@ def test_a_feature_move_that_changed_nothing_is_not_tried_again(tmp_path: Path) 
     assert len(params) > len(set(params)), moves  # model edits are tried again from a new best
 
 
+def test_an_encoding_that_would_outrun_the_budget_is_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moves that turn sentence embeddings on are skipped, and said so, when the estimated encoding alone ends
+    past the budget (recent nodes cannot predict it); with a short estimate they run."""
+    import hashlib
+
+    import src.pipeline.search as search_module
+    from src.pipeline.repair import RunOutcome
+
+    words = ["red", "blue", "green", "cat", "dog", "runs", "sleeps", "fast", "slow", "home"]
+    rng = np.random.default_rng(0)
+    text = [" ".join(rng.choice(words, 5)) for _ in range(60)]
+    frame = pd.DataFrame({"id": np.arange(60), "text": text, "y": rng.integers(0, 2, 60)})
+    facts = {"data_type": "text", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:40], frame.iloc[40:], facts)
+
+    def runner(code: str, node_id: str) -> RunOutcome:
+        score = 0.5 + int(hashlib.sha1(code.encode()).hexdigest()[:6], 16) % 1000 / 10000
+        return RunOutcome(ok=True, status="ok", scores=[score], split="oof", executions=[{}])
+
+    def moves_with(estimate: float, where: Path) -> tuple[list[str], Journal, int]:
+        asked = []
+        monkeypatch.setattr(search_module, "encoding_seconds", lambda *a, **k: asked.append(a) or estimate)
+        coder = CompilerCoder()
+        ctx = search_context(public, where, object(), coder)
+        root = ctx.journal.add("instruction", instruction="start")
+        refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
+        search = Search(
+            policy="tree", budget_s=60, max_nodes=40, workers=1, num_drafts=4, ensemble_size=0, blend_size=0
+        )
+        search._runner = lambda ctx, work: ("oof", runner)  # type: ignore[method-assign]
+        search.search(ctx, refined)
+        moves = [n.meta["move"] for n in ctx.journal.nodes if n.stage == "search"]
+        return moves, ctx.journal, len(asked)
+
+    embedding_moves = {"draft: sentence embeddings", "features: TF-IDF plus sentence embeddings"}
+    moves, journal, asked = moves_with(1e6, tmp_path / "slow")
+    assert not embedding_moves & set(moves), moves
+    skipped = journal.meta["search"]["skipped"]
+    assert sorted(note.split(" (")[0] for note in skipped) == sorted(
+        f"not started: {m}" for m in embedding_moves
+    )
+    assert asked == 1  # estimated once per search
+    moves, journal, _ = moves_with(0.5, tmp_path / "fast")
+    assert embedding_moves <= set(moves) and journal.meta["search"]["skipped"] == [], moves
+
+
+def test_the_encoding_estimate_times_the_scripts_encoder_on_the_text_cells(tmp_path: Path) -> None:
+    from src.pipeline.compiler.embedding_cost import encoding_seconds, text_cells
+
+    rng = np.random.default_rng(0)
+    words = ["a", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(50),
+            "note": [" ".join(rng.choice(words, 8)) for _ in range(50)],
+            "code": [f"c{i % 7}" for i in range(50)],  # one word: a category, not text
+            "x": rng.normal(size=50),
+            "y": rng.integers(0, 2, 50),
+        }
+    )
+    facts = {"data_type": "text", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path / "text", frame.iloc[:30], frame.iloc[30:], facts)
+    assert len(text_cells(public, facts)) == 50  # train + test of the one free-text column
+    estimate = encoding_seconds(public, facts, sample=16)
+    assert estimate is not None and estimate > 0
+    plain = write_public(
+        tmp_path / "plain", frame.iloc[:30, [0, 2, 3, 4]], frame.iloc[30:, [0, 2, 3, 4]], facts
+    )
+    assert encoding_seconds(plain, facts) is None  # nothing to encode
+
+
 def test_moves_are_catalog_edits() -> None:
     facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
     facts |= {"id_column": "id", "targets": ["y"]}

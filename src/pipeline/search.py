@@ -47,6 +47,7 @@ from src.pipeline.blend_outputs import combine_outputs, read_outputs
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
+from src.pipeline.compiler.embedding_cost import encoding_seconds
 from src.pipeline.compiler.plan import ModelSpec, Plan, is_classification, role_params
 from src.pipeline.journal import Journal, Node, llm_usage
 from src.pipeline.refine import RefineContext, Refined
@@ -347,6 +348,9 @@ class SearchState:
     ensembled: set[tuple[str, ...]] = field(default_factory=set)
     outputs: dict[str, Path] = field(default_factory=dict)  # node id -> the folder its run wrote into
     inert: set[str] = field(default_factory=set)  # feature moves that once changed nothing: not tried again
+    encoding_s: float | None = None  # estimated one-thread seconds of sentence encoding (once asked)
+    encoding_asked: bool = False
+    skipped: list[str] = field(default_factory=list)  # moves not started, and why
 
 
 class Search:
@@ -521,6 +525,7 @@ class Search:
             "seconds": round(time.perf_counter() - started, 3),
             "best": best.id if best else None,
             "root": state.nodes[0].id if state.nodes else None,
+            "skipped": state.skipped,
         }
         if isinstance(runner, OofRunner):  # the chosen script's final run reads them instead of recomputing
             keep_derived(runner.inputs_dir, DERIVED_CACHES, ctx.work_dir / DERIVED_DIR)
@@ -604,6 +609,8 @@ class Search:
                     proposal = self._next(ctx, journal, state, rng, list(running.values()))
                     if proposal is None:
                         break  # nothing to try now; a node that ends may open new moves (a new best, a failure)
+                    if self._encoding_too_slow(proposal, ctx, runner, state, elapsed):
+                        continue  # claimed, so not proposed again: the next move instead
                     future = pool.submit(self._evaluate, proposal, ctx, journal, runner, cache, state)
                     running[future], began[future] = proposal, time.perf_counter()
                 if not running:
@@ -617,6 +624,40 @@ class Search:
                     elif node is not None:
                         seconds.append(time.perf_counter() - began[future])
                         state.nodes.append(node)
+
+    def _encoding_too_slow(
+        self,
+        proposal: Proposal,
+        ctx: RefineContext,
+        runner: Callable[[str, str], RunOutcome],
+        state: SearchState,
+        elapsed: float,
+    ) -> bool:
+        """A move that turns sentence embeddings on, with none cached yet, whose encoding alone would end past
+        `budget_s` (src.pipeline.compiler.embedding_cost): recent nodes' durations do not predict it."""
+        if proposal.plan is None or proposal.plan.preprocessing.text.representation == "tfidf":
+            return False
+        parent = ((proposal.parent.plan or {}).get("preprocessing") or {}).get("text") or {}
+        if parent.get("representation", "tfidf") != "tfidf":
+            return False  # the parent already encodes: its cache is there
+        inputs = getattr(runner, "inputs_dir", None)
+        if inputs is not None and any((Path(inputs) / "embeddings").glob("*.npy")):
+            return False
+        if not state.encoding_asked:
+            state.encoding_asked = True
+            state.encoding_s = encoding_seconds(ctx.public_dir, ctx.facts)
+        if state.encoding_s is None or elapsed + state.encoding_s <= self.budget_s:
+            return False
+        note = (
+            f"not started: {proposal.move} (sentence encoding alone takes about {state.encoding_s:.0f} s on one "
+            f"thread; {elapsed:.0f} of the {self.budget_s:.0f} s budget spent)"
+        )
+        if not any(f": {proposal.move} (" in seen for seen in state.skipped):  # once, not once per node
+            log.info("%s: search %s", ctx.facts.get("slug"), note)
+            state.skipped.append(note)
+        if proposal.kind == "draft":
+            state.drafts -= 1  # another draft takes its place
+        return True
 
     def _best(self, journal: Journal, state: SearchState) -> Node | None:
         """The best scored node; a later node must beat the incumbent by `min_gain` (relative) to replace it."""
