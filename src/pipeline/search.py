@@ -14,6 +14,11 @@ class weights, and an ensemble averages the models of the best nodes of differen
 LLM proposes a revised instruction from a summary of the journal (the nodes, their changes and scores) and the
 coder writes its script.
 
+Budget. A node is not started when the recent nodes' typical length would take the search past `budget_s`, nor a
+move that turns sentence embeddings on when the encoding alone would (estimated once per search by timing the
+scripts' encoder on a sample of the task's text cells, src.pipeline.compiler.embedding_cost); `meta.search.skipped`
+in the journal names such moves.
+
 Scores. `evaluation: oof` (compiler scripts): the script runs once on the full public files and writes
 `oof_submission.csv`, its out-of-fold predictions of the public train rows (folds that mirror the task's split:
 groups never straddle, time runs forward); the grader (src.tasks.grading) scores them against the public train
