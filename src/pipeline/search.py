@@ -355,7 +355,7 @@ class SearchState:
     inert: set[str] = field(default_factory=set)  # feature moves that once changed nothing: not tried again
     encoding_s: float | None = None  # estimated one-thread seconds of sentence encoding (once asked)
     encoding_asked: bool = False
-    skipped: list[str] = field(default_factory=list)  # moves not started, and why
+    skipped: dict[str, str] = field(default_factory=dict)  # move -> why it was not started
 
 
 class Search:
@@ -530,7 +530,7 @@ class Search:
             "seconds": round(time.perf_counter() - started, 3),
             "best": best.id if best else None,
             "root": state.nodes[0].id if state.nodes else None,
-            "skipped": state.skipped,
+            "skipped": list(state.skipped.values()),
         }
         if isinstance(runner, OofRunner):  # the chosen script's final run reads them instead of recomputing
             keep_derived(runner.inputs_dir, DERIVED_CACHES, ctx.work_dir / DERIVED_DIR)
@@ -646,20 +646,19 @@ class Search:
         if parent.get("representation", "tfidf") != "tfidf":
             return False  # the parent already encodes: its cache is there
         inputs = getattr(runner, "inputs_dir", None)
-        if inputs is not None and any((Path(inputs) / "embeddings").glob("*.npy")):
+        if inputs is not None and any(any((Path(inputs) / f).glob("*.npy")) for f in DERIVED_CACHES):
             return False
         if not state.encoding_asked:
             state.encoding_asked = True
             state.encoding_s = encoding_seconds(ctx.public_dir, ctx.facts)
         if state.encoding_s is None or elapsed + state.encoding_s <= self.budget_s:
             return False
-        note = (
-            f"not started: {proposal.move} (sentence encoding alone takes about {state.encoding_s:.0f} s on one "
-            f"thread; {elapsed:.0f} of the {self.budget_s:.0f} s budget spent)"
-        )
-        if not any(f": {proposal.move} (" in seen for seen in state.skipped):  # once, not once per node
-            log.info("%s: search %s", ctx.facts.get("slug"), note)
-            state.skipped.append(note)
+        if proposal.move not in state.skipped:  # said once, not once per node it was proposed from
+            state.skipped[proposal.move] = (
+                f"not started: {proposal.move} (sentence encoding alone takes about {state.encoding_s:.0f} s on "
+                f"one thread; {elapsed:.0f} of the {self.budget_s:.0f} s budget spent)"
+            )
+            log.info("%s: search %s", ctx.facts.get("slug"), state.skipped[proposal.move])
         if proposal.kind == "draft":
             state.drafts -= 1  # another draft takes its place
         return True

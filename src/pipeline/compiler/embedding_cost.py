@@ -43,7 +43,9 @@ print(time.process_time() - began)
 def _max_tokens() -> int:
     """The token limit the scripts encode with (the template is its single source)."""
     found = re.search(r"^EMBEDDING_MAX_TOKENS = (\d+)", TEMPLATE.read_text(), re.MULTILINE)
-    return int(found.group(1)) if found else 128
+    if found is None:  # a renamed constant must not silently time another encoder
+        raise RuntimeError(f"{TEMPLATE.name} no longer sets EMBEDDING_MAX_TOKENS")
+    return int(found.group(1))
 
 
 def text_cells(public_dir: str | Path, facts: dict | None = None) -> list[str]:
