@@ -251,6 +251,33 @@ def test_the_encoding_estimate_times_the_scripts_encoder_on_the_text_cells(tmp_p
     assert encoding_seconds(plain, facts) is None  # nothing to encode
 
 
+def test_the_encoding_estimate_counts_padded_tokens_not_the_longest_text(tmp_path: Path) -> None:
+    """The encoder pads each length-sorted batch to its longest text, so a few long texts among many short ones
+    cost little: timing a random sample in one batch (every text padded to the longest) overestimated Spooky 3x."""
+    from src.pipeline.compiler.embedding_cost import encoding_seconds
+
+    rng = np.random.default_rng(0)
+    words = ["a", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    long_text = lambda: " ".join(rng.choice(words, 150))  # noqa: E731 (past the 128-token limit)
+    facts = {"data_type": "text", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+
+    def task(name: str, notes: list[str]) -> Path:
+        frame = pd.DataFrame(
+            {"id": np.arange(len(notes)), "note": notes, "y": rng.integers(0, 2, len(notes))}
+        )
+        return write_public(tmp_path / name, frame.iloc[:800], frame.iloc[800:], facts)
+
+    mixed = [long_text() if i % 5 == 0 else " ".join(rng.choice(words, 5)) for i in range(1000)]
+    mostly_short = encoding_seconds(task("mixed", mixed), facts, sample=32)
+    all_long = encoding_seconds(task("long", [long_text() for _ in range(1000)]), facts, sample=32)
+    assert mostly_short is not None and all_long is not None
+    # padded tokens: the 200 long texts and 56 short ones fill the first four batches (256 x 128), the other 744
+    # pad to ~7: 0.3 of 1000 x 128 (encoding both here took 14.5 s and 49.2 s). A sample of 32 (almost surely
+    # holding a long text) padded to its longest gives ~1
+    assert 0.12 * all_long < mostly_short < 0.6 * all_long, (mostly_short, all_long)
+
+
 def test_moves_are_catalog_edits() -> None:
     facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
     facts |= {"id_column": "id", "targets": ["y"]}

