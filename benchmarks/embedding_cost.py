@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from src.pipeline.compiler.embedding_cost import TEMPLATE, encoding_seconds, text_cells  # noqa: E402
 
-TASKS = {"spooky-author-identification": "id", "detecting-insults-in-social-commentary": None}
+TASKS = ["spooky-author-identification", "detecting-insults-in-social-commentary"]
 # runs the template's step as a script does: its names (np, os, time, stage, ENCODING_CPU) come from the preamble
 _ENCODE = """
 import json, os, sys, time
@@ -76,19 +76,20 @@ def main() -> None:
     args = parser.parse_args()
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        for slug, id_column in TASKS.items():
+        for slug in TASKS:
             raw = Path(args.data_dir) / slug / "raw"
             if not (raw / "train.csv").is_file():
                 print(f"{slug}: no {raw / 'train.csv'}: skipped")
                 continue
+            id_column = json.loads((raw.parent / "task.json").read_text())["id_column"]
             public = _public(raw, id_column, args.rows, Path(tmp) / slug)
             facts = {"id_column": id_column or "id", "targets": []}
-            cells = text_cells(public, facts)
             estimate = encoding_seconds(public, facts)
-            measured = _measured(cells, public)
             if estimate is None:
                 print(f"{slug}: no estimate (the encoder could not be timed)")
                 continue
+            cells = text_cells(public, facts)
+            measured = _measured(cells, public)
             ratios.append(estimate / measured)
             print(
                 f"{slug:<42} {len(cells)} texts  estimate {estimate:.1f} s  measured {measured:.1f} s "

@@ -253,7 +253,7 @@ def test_the_encoding_estimate_times_the_scripts_encoder_on_the_text_cells(tmp_p
 
 def test_the_encoding_estimate_counts_padded_tokens_not_the_longest_text(tmp_path: Path) -> None:
     """The encoder pads each length-sorted batch to its longest text, so a few long texts among many short ones
-    cost little: timing a random sample in one batch (every text padded to the longest) overestimated Spooky 3x."""
+    cost little: timing a random sample in one batch (every text padded to the longest) overestimated Spooky 2.5x."""
     from src.pipeline.compiler.embedding_cost import encoding_seconds
 
     rng = np.random.default_rng(0)

@@ -46,7 +46,8 @@ def padded_tokens(docs):
     # SentenceTransformer.encode orders by string length (longest first), then pads each batch
     docs = sorted(docs, key=len, reverse=True)
     ids = encoder.tokenizer(docs, truncation=True, max_length=max_tokens)["input_ids"]
-    return sum(max(map(len, ids[i : i + batch_size])) * len(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size))
+    batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    return sum(len(batch) * max(map(len, batch)) for batch in batches)
 
 
 encoder.encode(timed[:8], batch_size=batch_size)  # warm-up: the first batch pays for allocation
