@@ -141,6 +141,7 @@ def test_dev_suite_valid_with_the_tiny_adapter(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smollm2_few_steps")  # one worker trains the shared fixture
 def test_dev_suite_valid_with_smollm2_and_its_adapter(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     try:  # the newest adapter of a real run; else the few steps trained once for the slow tests
         adapter = resolve_adapter("latest:qlora_smollm2_cpu", REPO_ROOT / "outputs" / "train")

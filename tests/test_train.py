@@ -220,6 +220,7 @@ def test_cli_bad_config_key_is_hydras_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smollm2_few_steps")  # one worker trains the shared fixture
 def test_real_smollm2_few_steps(smollm2_few_steps: dict) -> None:
     summary = smollm2_few_steps
     assert summary["steps"] == 3 and summary["model"] == "smollm2_135m"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,7 +285,7 @@ class CorpusIndex:
             return np.load(path)
         matrix = self.embedder.encode(texts)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per writer: two writers never share a file
         np.save(tmp, matrix)
         tmp.replace(path)  # atomic: parallel workers never read half a file
         return matrix

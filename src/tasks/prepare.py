@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from hydra.utils import instantiate
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
@@ -641,18 +642,24 @@ def prepare_task(task: Task, cache_dir: str | Path, seed: int = 0) -> PreparedTa
     if cached is not None:
         return cached
 
-    # build beside the target, then swap it in, so a reader never sees a half-written preparation
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        facts = _build(task, seed, tmp, fingerprint)
-        old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-        if root.exists():
-            root.rename(old)
-        tmp.rename(root)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # one preparer at a time per task and seed (launcher jobs, test workers): the others wait, then find it cached
+    # instead of swapping a second copy in under a reader
+    with FileLock(str(root.parent / f".{root.name}.lock")):
+        cached = _cached(root, fingerprint)
+        if cached is not None:
+            return cached
+        # build beside the target, then swap it in, so a reader never sees a half-written preparation
+        tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            facts = _build(task, seed, tmp, fingerprint)
+            old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
+            if root.exists():
+                root.rename(old)
+            tmp.rename(root)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info(
         "prepared %s (seed %d): %d train / %d test rows", task.slug, seed, facts["n_train"], facts["n_test"]
     )
