@@ -384,3 +384,44 @@ def test_public_split_facts_say_how_the_test_was_carved(dev: dict[str, tuple[Tas
     assert not any("classes" in f for slug, f in facts.items() if slug != "spooky-author-identification")
     for slug, (_, prep) in dev.items():  # the manifest keeps the same facts
         assert json.loads(prep.manifest_path.read_text())["split"] == facts[slug]["split"], slug
+
+
+def _prepare_counting_builds(task: Task, cache: str, builds: str) -> None:
+    """Child process: prepare `task`, appending a line to `builds` each time it really builds (slowly, so two
+    children overlap)."""
+    import time
+
+    import src.tasks.prepare as prepare
+
+    original = prepare._build
+
+    def counted(*args: object, **kwargs: object) -> dict:
+        with open(builds, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(1.0)
+        return original(*args, **kwargs)
+
+    prepare._build = counted  # type: ignore[assignment]
+    prepare.prepare_task(task, cache, seed=0)
+
+
+def test_concurrent_preparations_of_one_task_build_it_once(kaggle_dir: Path, tmp_path: Path) -> None:
+    import multiprocessing
+
+    task = load_task(kaggle_dir, "titanic")
+    builds = tmp_path / "builds.txt"
+    context = multiprocessing.get_context("fork")
+    children = [
+        context.Process(target=_prepare_counting_builds, args=(task, str(tmp_path / "cache"), str(builds)))
+        for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+    assert [child.exitcode for child in children] == [0, 0]
+    assert len(builds.read_text().splitlines()) == 1  # the second waited on the lock and found it cached
+    prepared = prepare_task(task, tmp_path / "cache", seed=0)  # a cache hit that verifies every file
+    assert prepared.answers_path.is_file()
+    leftovers = [p.name for p in (tmp_path / "cache" / "tasks" / "titanic").iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
