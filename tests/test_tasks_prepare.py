@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+import src.tasks.prepare as prepare_module
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
 from src.tasks.prepare import PreparedTask, prepare_task
@@ -389,11 +392,7 @@ def test_public_split_facts_say_how_the_test_was_carved(dev: dict[str, tuple[Tas
 def _prepare_counting_builds(task: Task, cache: str, builds: str) -> None:
     """Child process: prepare `task`, appending a line to `builds` each time it really builds (slowly, so two
     children overlap)."""
-    import time
-
-    import src.tasks.prepare as prepare
-
-    original = prepare._build
+    original = prepare_module._build
 
     def counted(*args: object, **kwargs: object) -> dict:
         with open(builds, "a") as handle:
@@ -401,13 +400,11 @@ def _prepare_counting_builds(task: Task, cache: str, builds: str) -> None:
         time.sleep(1.0)
         return original(*args, **kwargs)
 
-    prepare._build = counted  # type: ignore[assignment]
-    prepare.prepare_task(task, cache, seed=0)
+    prepare_module._build = counted  # type: ignore[assignment]  # this child's copy of the module only
+    prepare_task(task, cache, seed=0)
 
 
 def test_concurrent_preparations_of_one_task_build_it_once(kaggle_dir: Path, tmp_path: Path) -> None:
-    import multiprocessing
-
     task = load_task(kaggle_dir, "titanic")
     builds = tmp_path / "builds.txt"
     context = multiprocessing.get_context("fork")
