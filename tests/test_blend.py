@@ -24,7 +24,13 @@ import pandas as pd
 import pytest
 
 from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import blend_arrays, blend_frames
+from src.pipeline.blend_outputs import (
+    PUNCTUATION,
+    blend_arrays,
+    blend_frames,
+    row_statistics,
+    text_statistics,
+)
 from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
 from src.pipeline.journal import Node
 from src.pipeline.refine import Refined
@@ -96,17 +102,72 @@ for name, frame, labels in (("submission.csv", test, None), ("oof_submission.csv
 """
 
 
-@pytest.mark.parametrize("method", ["weights", "stack"])
+MARKS = {"x": "!", "y": "?", "z": ";"}  # the class shows in the text's punctuation, which no member sees
+
+
+def styled_text(labels: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """Four-word texts whose last mark is their class's in 80 % of rows (another class's otherwise)."""
+    marks = [
+        MARKS[k] if rng.random() < 0.8 else MARKS[rng.choice([c for c in MARKS if c != k])] for k in labels
+    ]
+    return [
+        f"some words about {w}{m}"
+        for w, m in zip(rng.choice(["it", "them", "us"], len(labels)), marks, strict=True)
+    ]
+
+
+def test_text_statistics_describe_only_free_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "code": ["x1", "y2"],
+            "n": [1, 2],
+            "text": ["Hello there, you; all!", "one two three"],
+        }
+    )
+    stats = text_statistics(frame, skip=("id",))
+    assert stats is not None and all(c.startswith("text:") for c in stats.columns)
+    assert stats["text:words"].tolist() == [4, 3] and stats["text:chars"].tolist() == [22, 13]
+    counts = {mark: stats[f"text:count{i}"].tolist() for i, mark in enumerate(PUNCTUATION)}
+    assert counts[","] == [1, 0] and counts[";"] == [1, 0] and counts["!"] == [1, 0] and counts["."] == [0, 0]
+    assert text_statistics(frame[["id", "code", "n"]]) is None
+
+
+def test_gradient_boosted_stack_learns_what_the_members_miss() -> None:
+    rng = np.random.default_rng(0)
+    n = 900
+    labels = rng.choice(list("xyz"), n)
+    train = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "text": styled_text(labels, rng), "k": labels})
+    truth = pd.get_dummies(labels).astype(float).to_numpy()
+    members = []
+    for signal in (0.06, 0.03):  # weak members: noisy probabilities with a little of the label in them
+        p = rng.uniform(0.05, 0.4, size=(n, 3)) + signal * truth
+        members.append(p / p.sum(axis=1, keepdims=True))
+    by_id = row_statistics(train, train.iloc[:0], "id", skip=("k",))
+    assert by_id is not None
+    loss = get_metric("multiclass_log_loss")
+    linear = stack_score(truth, members, loss, learner="linear")
+    boosted = stack_score(truth, members, loss, learner="gbdt", extra=by_id.loc[train["id"]].to_numpy())
+    assert linear is not None and boosted is not None
+    assert boosted < linear - 0.2, (linear, boosted)  # the punctuation says the class 80 % of the time
+    with pytest.raises(ValueError, match="stack learner"):
+        stack_score(truth, members, loss, learner="forest")
+
+
+@pytest.mark.parametrize("method", ["weights", "stack", "stack_gbdt"])
 def test_blend_script_combines_its_members(tmp_path: Path, method: str) -> None:
     rng = np.random.default_rng(1)
-    train = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "k": rng.choice(list("xyz"), 300)})
+    labels = rng.choice(list("xyz"), 300)
+    train = pd.DataFrame({"id": [f"r{i}" for i in range(300)], "text": styled_text(labels, rng), "k": labels})
     (tmp_path / "input").mkdir()
     train.to_csv(tmp_path / "input" / "train.csv", index=False)
-    pd.DataFrame({"id": [f"t{i}" for i in range(50)]}).to_csv(tmp_path / "input" / "test.csv", index=False)
+    test = {"id": [f"t{i}" for i in range(50)], "text": styled_text(rng.choice(list("xyz"), 50), rng)}
+    pd.DataFrame(test).to_csv(tmp_path / "input" / "test.csv", index=False)
     facts = {"id_column": "id", "targets": ["k"], "metric": "multiclass_log_loss"}
+    strong, weak = (0.06, 0.03) if method == "stack_gbdt" else (0.6, 0.3)  # gbdt: the texts say more
     members = [
-        Member("2-search", MEMBER.format(seed=2, signal=0.6), 0.6, "a"),
-        Member("3-search", MEMBER.format(seed=3, signal=0.3), 0.4, "b"),
+        Member("2-search", MEMBER.format(seed=2, signal=strong), 0.6, "a"),
+        Member("3-search", MEMBER.format(seed=3, signal=weak), 0.4, "b"),
     ]
     if method == "weights":  # a member that fails is left out, the others' weights renormalised
         members.append(Member("4-search", "raise SystemExit('broken member')", 0.5, "c"))
@@ -134,7 +195,10 @@ def test_blend_script_combines_its_members(tmp_path: Path, method: str) -> None:
         member = parts[0][["x", "y", "z"]].to_numpy(dtype=float)
         stacked = blended[["x", "y", "z"]].to_numpy()
         assert loss(truth, stacked) < loss(truth, member)
-        assert stack_score(truth, [p[["x", "y", "z"]].to_numpy(dtype=float) for p in parts], loss) is not None
+        linear = stack_score(truth, [p[["x", "y", "z"]].to_numpy(dtype=float) for p in parts], loss)
+        assert linear is not None
+        if method == "stack_gbdt":  # the script's stack read the texts' punctuation from ./input/
+            assert loss(truth, stacked) < linear - 0.1, (loss(truth, stacked), linear)
 
 
 def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Path) -> None:

@@ -23,10 +23,17 @@ from typing import Any
 import numpy as np
 
 from src.pipeline import blend_outputs
-from src.pipeline.blend_outputs import blend_arrays, stacked_oof
+from src.pipeline.blend_outputs import STACK_LEARNERS, blend_arrays, stacked_oof
 from src.tasks.metrics import Metric
 
 TEMPLATE = Path(__file__).parent / "templates" / "blend.py.tmpl"
+
+
+BLEND_SCRIPT_METHODS = ("weights", "stack", "stack_gbdt")
+STACKER_WORDS = {
+    "stack": "a logistic regression over every member's log-probabilities",
+    "stack_gbdt": "LightGBM over every member's probabilities and the rows' text statistics",
+}
 
 
 @dataclass
@@ -70,14 +77,24 @@ def fit_weights(
     return best_counts / best_counts.sum(), best_score
 
 
-def stack_score(y_true: np.ndarray, preds: list[np.ndarray], metric: Metric, C: float = 1.0) -> float | None:
-    """Inner-validation score of a stack over one-probability-column-per-class predictions (None: no stack)."""
+def stack_score(
+    y_true: np.ndarray,
+    preds: list[np.ndarray],
+    metric: Metric,
+    C: float = 1.0,
+    learner: str = "linear",
+    extra: np.ndarray | None = None,
+) -> float | None:
+    """Inner-validation score of a stack over one-probability-column-per-class predictions (None: no stack);
+    learner: linear | gbdt (which also sees `extra`, per-row statistics aligned with y_true)."""
+    if learner not in STACK_LEARNERS:
+        raise ValueError(f"stack learner {learner!r} is not one of {STACK_LEARNERS}")
     if not metric.per_class or np.ndim(y_true) != 2:
         return None
     y = np.asarray(y_true).argmax(axis=1)
     if np.bincount(y, minlength=np.shape(y_true)[1]).min() < 2:
         return None  # a class too rare to cross-validate the stacker on
-    oof = stacked_oof(preds, y, np.shape(y_true)[1], C=C)
+    oof = stacked_oof(preds, y, np.shape(y_true)[1], C=C, learner=learner, extra=extra)
     return float(metric(y_true, oof))
 
 
@@ -93,21 +110,21 @@ def render_blend(
     stack_c: float = 1.0,
 ) -> str:
     """The blend script of `members` for a task with these public facts: `weights` combines the members with a
-    positive weight; `stack` fits a logistic regression over all members' log-probabilities in the script."""
-    if method not in ("weights", "stack"):
-        raise ValueError(f"blend method {method!r} is not weights or stack")
+    positive weight; `stack` fits a logistic regression over all members' log-probabilities in the script,
+    `stack_gbdt` LightGBM over their probabilities and the rows' text statistics."""
+    if method not in BLEND_SCRIPT_METHODS:
+        raise ValueError(f"blend method {method!r} is not one of {BLEND_SCRIPT_METHODS}")
     kind, normalize = blend_kind(metric)
-    used = [m for m in members if m.weight > 0 or method == "stack"]
+    stacked = method != "weights"
+    used = [m for m in members if m.weight > 0 or stacked]
     if len(used) < 2:
         raise ValueError("a blend needs at least two members with a positive weight")
     listing = "\n".join(
         f"  {m.node_id} ({m.move}; inner validation {m.validation_score}): weight {m.weight:.3f}"
         for m in used
     )
-    if method == "stack":
-        listing += (
-            "\n  (stacked: a logistic regression over every member's log-probabilities replaces the weights)"
-        )
+    if stacked:
+        listing += "\n  (stacked: " + STACKER_WORDS[method] + " replaces the weights)"
     source = inspect.getsource(blend_outputs)
     body = (
         source.split('"""', 2)[2].split("import pandas as pd", 1)[1].strip()
@@ -121,6 +138,7 @@ def render_blend(
         normalize=repr(normalize),
         method=repr(method),
         target=repr(str(list(facts["targets"])[0])),
+        targets=repr([str(t) for t in facts["targets"]]),
         stack_c=repr(float(stack_c)),
         weights=repr([round(float(m.weight), 6) for m in used]),
         names=repr([m.node_id for m in used]),

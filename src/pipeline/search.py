@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from src.errors import PipesynthError
 from src.llm import ChatRequest
 from src.pipeline.blend import Member, blend_kind, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import combine_outputs, read_outputs
+from src.pipeline.blend_outputs import combine_outputs, read_outputs, row_statistics
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
@@ -74,7 +75,12 @@ from src.tasks.prepare import PreparedTask
 log = logging.getLogger(__name__)
 
 POLICIES = ("none", "greedy", "tree")
-BLEND_METHODS = ("auto", "weights", "stack")
+BLEND_METHODS = ("auto", "weights", "stack", "stack_gbdt")
+BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
+STACKERS = {
+    "stack": "linear",
+    "stack_gbdt": "gbdt",
+}  # blend method -> stack learner (src.pipeline.blend_outputs)
 EVALUATIONS = ("auto", "oof", "holdout")
 OOF_FILE = "oof_submission.csv"
 # folders of label-free derived features a compiled script caches in its work folder (sentence embeddings); the
@@ -365,7 +371,8 @@ class Search:
     max_nodes: nodes at most, the root included; workers: nodes run at once (a new one starts as soon as one
     ends); num_drafts / debug_prob / max_debug_depth: AIDE's policy knobs (tree); ensemble_size: models in an ensemble node (0: no ensembles); blend_size: search nodes a
     blend may combine, whole solutions weighted on their out-of-fold predictions (0 or 1: no blends; oof
-    evaluation only); blend_method: auto (a stack where it validates better) | weights | stack; diversify_prob:
+    evaluation only); blend_method: auto (the best of weights and both stacks on inner validation) | weights | stack (linear) |
+    stack_gbdt (LightGBM over the members' probabilities and the rows' text statistics); diversify_prob:
     chance that an improvement goes to the best node of another kind of solution (tree); node_time_budget_s: CPU
     seconds of cross-validation a compiled node allows itself; min_gain: a node replaces the best only when it is
     better by more than this (relative to the best's score), so noise does not pick a change.
@@ -794,6 +801,22 @@ class Search:
         if outcome.ok and outcome.executions and outcome.executions[0].get("workdir"):
             state.outputs[node.id] = Path(outcome.executions[0]["workdir"])
 
+    @staticmethod
+    def _row_statistics(runner: OofRunner, oof_path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+        """The public rows' text statistics by id (what a gradient-boosted stack sees beside its members), and
+        the same rows aligned with the grader's y_true for `oof_path` (the answers' order)."""
+        public = runner.public_dir
+        read = {"dtype": str, "keep_default_na": False}
+        train = pd.read_csv(public / "train.csv", **read)
+        test = pd.read_csv(public / "test.csv", **read) if (public / "test.csv").is_file() else train.iloc[:0]
+        by_id = row_statistics(train, test, runner.id_column, skip=runner.targets)
+        if by_id is None:
+            return None, None
+        ids = set(pd.read_csv(oof_path, usecols=[0], **read).iloc[:, 0])
+        graded = runner.labels[runner.id_column].astype(str)
+        rows = graded[graded.isin(ids)]
+        return by_id, by_id.reindex(rows).fillna(0.0).to_numpy(dtype=float)
+
     def _blend(
         self, ctx: RefineContext, journal: Journal, state: SearchState, runner: OofRunner, where: Path
     ) -> Node | None:
@@ -816,15 +839,24 @@ class Search:
             return None  # out-of-fold files over different rows cannot be blended row by row
         y_true = usable[0][1].y_true
         weights, score = fit_weights(y_true, [g.y_pred for _, g in usable], metric, steps=self.blend_steps)  # type: ignore[arg-type, misc]
-        method, stacked = "weights", None
-        if self.blend_method in ("auto", "stack"):  # a stack learns from every candidate, weak ones included
-            stacked = stack_score(y_true, [g.y_pred for _, g in usable], metric)  # type: ignore[arg-type, misc]
-            if stacked is not None and (self.blend_method == "stack" or metric.better(stacked, score)):
-                method = "stack"
+        method, stacked = "weights", {}
+        row_stats = self._row_statistics(runner, state.outputs[usable[0][0].id] / OOF_FILE)
+        for name, learner in STACKERS.items():  # a stack learns from every candidate, weak ones included
+            if self.blend_method not in ("auto", name) or (learner == "gbdt" and row_stats[0] is None):
+                continue
+            score_of = stack_score(
+                y_true, [g.y_pred for _, g in usable], metric, learner=learner, extra=row_stats[1]
+            )  # type: ignore[arg-type, misc]
+            if score_of is None:
+                continue
+            stacked[name] = score_of
+            best = score if method == "weights" else stacked[method]
+            if self.blend_method == name or metric.better(score_of, best):
+                method = name
         members = [
             Member(n.id, n.code or "", float(w), str(n.meta.get("move")), n.validation_score)
             for (n, _), w in zip(usable, weights, strict=True)
-            if w > 0 or method == "stack"
+            if w > 0 or method != "weights"
         ]
         if len(members) < 2:
             log.info("%s: no blend: the best node alone beats every mix (%.6g)", slug, score)
@@ -837,7 +869,14 @@ class Search:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             submission, oof = combine_outputs(
-                outputs, [m.weight for m in members], runner.id_column, kind, normalize, method, labels
+                outputs,
+                [m.weight for m in members],
+                runner.id_column,
+                kind,
+                normalize,
+                method,
+                labels,
+                statistics=row_stats[0],
             )
         except ValueError as err:
             log.warning("%s: no blend: %s", slug, err)
@@ -850,13 +889,13 @@ class Search:
         record_code(node, CodeResult(code=code, plan=None))
         node.meta.update(
             kind="blend",
-            move=f"{'stack' if method == 'stack' else 'blend'} of {len(members)} solutions: {names}",
+            move=f"{BLEND_WORDS[method]} of {len(members)} solutions: {names}",
             debug_depth=0,
             blend={
                 "method": method,
                 "members": {m.node_id: round(m.weight, 6) for m in members},
                 "fitted_score": score,
-                "stack_score": stacked,
+                "stack_scores": stacked,
                 "evaluated_from": "the members' recorded out-of-fold predictions (they already ran)",
             },
         )
