@@ -162,6 +162,13 @@ def test_text_vectorizer_settings() -> None:
     assert plan.preprocessing.scaling in ("auto", "minmax")  # non-negative inputs for naive Bayes
 
 
+def test_count_vectors_are_read_as_raw_counts() -> None:
+    counts = "Data preprocessing:\n- CountVectorizer word counts of the text.\nModel architecture:\n- MultinomialNB."
+    assert parse_plan(counts, SPOOKY).preprocessing.text.weighting == "counts"
+    both = "Data preprocessing:\n- CountVectorizer, then a TF-IDF transform.\nModel architecture:\n- MultinomialNB."
+    assert parse_plan(both, SPOOKY).preprocessing.text.weighting == "tfidf"
+
+
 def test_sklearn_transformer_names_are_not_bert() -> None:
     text = "Data preprocessing:\n- A ColumnTransformer and a power transformer.\nModel architecture:\n- Random forest."
     plan = parse_plan(text, HOUSE)

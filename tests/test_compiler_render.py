@@ -221,6 +221,25 @@ def test_every_family_and_step_renders_and_runs(tmp_path: Path) -> None:
     assert covered == set(catalog.models()), set(catalog.models()) - covered
 
 
+def test_raw_term_counts_render_and_learn(tmp_path: Path) -> None:
+    public, facts = make_task(tmp_path / "text", "text")
+    plan = default_plan(facts)
+    plan.models = [ModelSpec(family="naive_bayes")]
+    plan.preprocessing.text.weighting = "counts"
+    plan.validation.time_budget_s = 20.0
+    plan = finalize(plan, facts)
+    code = render_script(plan, facts)
+    assert "use_idf=False" in code and "norm=None" in code and "sublinear_tf=False" in code
+    assert "counts[" in plan.summary()
+    result, sub = run_script(code, public, tmp_path / "run")
+    assert result.status == "ok", result.stderr_tail[-3000:]
+    check_submission(sub, public, facts, plan)
+    score = parse_cv_score(result.stdout_tail)
+    assert score is not None and score > 0.9  # "ghost" in the comment decides the label
+    tfidf = default_plan(facts)
+    assert "use_idf=True" in render_script(finalize(tfidf, facts), facts)
+
+
 def test_baseline_learns_the_signal(tmp_path: Path) -> None:
     public, facts = make_task(tmp_path, "binary", n_train=600, n_test=100)
     result, sub = run_script(render_script(default_plan(facts), facts), public, tmp_path / "run")

@@ -315,7 +315,11 @@ def _signature(node: Node) -> tuple[Any, ...]:
     text = pre.get("text") or {}
     return (
         tuple(sorted(m.get("family", "") for m in plan.get("models") or [])) or (node.id,),
-        (tuple(text.get("analyzers") or ()), text.get("representation", "tfidf"))
+        (
+            tuple(text.get("analyzers") or ()),
+            text.get("representation", "tfidf"),
+            text.get("weighting", "tfidf"),
+        )
         if text.get("enabled")
         else (),
         pre.get("categorical_encoding"),

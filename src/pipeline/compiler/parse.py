@@ -291,6 +291,8 @@ def _preprocessing(plan: Plan, sections: dict[str, str], whole: str) -> None:
                 text.analyzers = ["word"]
         if plan.data_type == "text" or char:
             text.analyzers = ["word", "char_wb"] if char else ["word"]
+    if _first(vocab["term_counts"], whole) and not _first(vocab["tfidf_weights"], whole):
+        text.weighting = "counts"
     ngram = re.search(r"ngram_range\s*=\s*\(\s*(\d)\s*,\s*(\d)\s*\)", whole)
     if ngram:
         bounds = [int(ngram.group(1)), int(ngram.group(2))]

@@ -27,6 +27,9 @@ TEXT_ANALYZERS = ("word", "char_wb")
 # tfidf: sparse n-gram counts | embeddings: a sentence encoder's vectors (all-MiniLM-L6-v2, shipped in a wheel) |
 # both. Embeddings carry meaning TF-IDF misses (paraphrases, two phrases that say the same thing).
 TEXT_REPRESENTATIONS = ("tfidf", "embeddings", "both")
+# how n-gram counts are weighted: tfidf (idf, l2-normalised rows) | counts (raw term counts, naive Bayes's own
+# model of a text: sharper, differently calibrated probabilities that a stack can weigh against TF-IDF members)
+TEXT_WEIGHTINGS = ("tfidf", "counts")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class TextFeatures:
 
     enabled: bool = False
     representation: str = "tfidf"  # one of TEXT_REPRESENTATIONS
+    weighting: str = "tfidf"  # one of TEXT_WEIGHTINGS
     analyzers: list[str] = field(default_factory=lambda: ["word"])
     max_features: int = 50000
     word_ngram: list[int] = field(default_factory=lambda: [1, 2])
@@ -150,7 +154,7 @@ class Plan:
         if pre.log_target:
             steps.append("log1p target")
         if pre.text.enabled and pre.text.representation != "embeddings":
-            steps.append(f"tfidf[{'+'.join(pre.text.analyzers)}, {pre.text.max_features}]")
+            steps.append(f"{pre.text.weighting}[{'+'.join(pre.text.analyzers)}, {pre.text.max_features}]")
         if pre.text.enabled and pre.text.representation != "tfidf":
             steps.append("sentence embeddings")
         models = " + ".join(f"{m.family}({_fmt_params(m.params)})" for m in self.models)
@@ -379,6 +383,7 @@ def finalize(plan: Plan, facts: dict[str, Any]) -> Plan:
         (pre, "scaling", SCALINGS),
         (val, "scheme", SCHEMES),
         (text, "representation", TEXT_REPRESENTATIONS),
+        (text, "weighting", TEXT_WEIGHTINGS),
         (plan, "ensemble", ENSEMBLES),
     ):
         if getattr(obj, name) not in allowed:

@@ -150,7 +150,9 @@ def _text_step(plan: Plan) -> str:
         text_vectorizers=_literal(vectorizers),
         max_features=_literal(int(text.max_features)),
         min_df=_literal(int(text.min_df)),
-        sublinear_tf=_literal(bool(text.sublinear_tf)),
+        sublinear_tf=_literal(bool(text.sublinear_tf) and text.weighting == "tfidf"),
+        use_idf=_literal(text.weighting == "tfidf"),
+        norm=_literal("l2" if text.weighting == "tfidf" else None),
     )
 
 
