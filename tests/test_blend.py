@@ -270,3 +270,43 @@ def test_diversify_improves_the_best_node_of_another_kind(tmp_path: Path) -> Non
 
     assert parent_of_next(0.0) == best.id  # AIDE: improve the best node
     assert parent_of_next(1.0) == other.id  # the best extra-trees node, a different kind of solution
+
+
+def test_search_on_a_real_text_task_stacks_with_the_best_learner(kaggle_dir: Path, tmp_path: Path) -> None:
+    sandbox = Sandbox(isolation="none", timeout_s=300)
+    prepared = prepare_task(load_task(kaggle_dir, "spooky-author-identification"), tmp_path / "cache")
+    facts = json.loads((prepared.public_dir / "task.json").read_text())
+    full = pd.read_csv(prepared.public_dir / "train.csv")
+    rows = full.groupby(facts["targets"][0], group_keys=False).sample(frac=0.1, random_state=0)  # ~1,570 rows
+    public = tmp_path / "public"  # a small public task: the search's members run in seconds
+    public.mkdir()
+    rows.iloc[:1200].to_csv(public / "train.csv", index=False)
+    test = rows.iloc[1200:].drop(columns=facts["targets"])
+    test.to_csv(public / "test.csv", index=False)
+    sample = pd.read_csv(prepared.public_dir / "sample_submission.csv", nrows=1)
+    sample = pd.concat([sample] * len(test), ignore_index=True).assign(
+        **{facts["id_column"]: test[facts["id_column"]].to_numpy()}
+    )
+    sample.to_csv(public / "sample_submission.csv", index=False)
+    (public / "task.json").write_text(json.dumps(facts))
+    coder = CompilerCoder(time_budget_s=30)
+    ctx = search_context(public, tmp_path / "work", sandbox, coder)
+    root = ctx.journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(facts), facts))
+    search = Search(policy="tree", budget_s=200, max_nodes=6, workers=1, num_drafts=3, ensemble_size=0)
+    search.search(ctx, refined)
+
+    blend = next(n for n in ctx.journal.nodes if n.meta.get("kind") == "blend")
+    chosen = blend.meta["blend"]
+    scores = {"weights": chosen["fitted_score"], **chosen["stack_scores"]}
+    assert set(scores) == {"weights", "stack", "stack_gbdt"}  # both stacks scored on inner validation
+    assert chosen["method"] == min(scores, key=scores.get)  # log loss: the lowest wins
+    assert blend.validation_score == pytest.approx(scores[chosen["method"]], abs=1e-9)
+    script = tmp_path / "blend.py"
+    script.write_text(blend.code or "")
+    result = sandbox.run(script, public, tmp_path / "run-blend")
+    assert result.status == "ok", result.message
+    # run afresh, the script (its members and its stacker) reproduces the out-of-fold score it was chosen on
+    rerun = OofRunner(sandbox, public, tmp_path / "oof", facts)
+    score, _, _ = rerun.grade_oof(Path(result.workdir) / "oof_submission.csv", tmp_path / "oof-grade")
+    assert score == pytest.approx(blend.validation_score, rel=1e-6)

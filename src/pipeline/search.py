@@ -77,10 +77,8 @@ log = logging.getLogger(__name__)
 POLICIES = ("none", "greedy", "tree")
 BLEND_METHODS = ("auto", "weights", "stack", "stack_gbdt")
 BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
-STACKERS = {
-    "stack": "linear",
-    "stack_gbdt": "gbdt",
-}  # blend method -> stack learner (src.pipeline.blend_outputs)
+# blend method -> stack learner (src.pipeline.blend_outputs)
+STACKERS = {"stack": "linear", "stack_gbdt": "gbdt"}
 EVALUATIONS = ("auto", "oof", "holdout")
 OOF_FILE = "oof_submission.csv"
 # folders of label-free derived features a compiled script caches in its work folder (sentence embeddings); the
@@ -844,7 +842,9 @@ class Search:
         y_true = usable[0][1].y_true
         weights, score = fit_weights(y_true, [g.y_pred for _, g in usable], metric, steps=self.blend_steps)  # type: ignore[arg-type, misc]
         method, stacked = "weights", {}
-        row_stats = self._row_statistics(runner, state.outputs[usable[0][0].id] / OOF_FILE)
+        row_stats: tuple[pd.DataFrame | None, np.ndarray | None] = (None, None)
+        if metric.per_class and self.blend_method in ("auto", "stack_gbdt"):  # only a stack_gbdt reads them
+            row_stats = self._row_statistics(runner, state.outputs[usable[0][0].id] / OOF_FILE)
         for name, learner in STACKERS.items():  # a stack learns from every candidate, weak ones included
             if self.blend_method not in ("auto", name) or (learner == "gbdt" and row_stats[0] is None):
                 continue
