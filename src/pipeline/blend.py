@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from src.pipeline import blend_outputs
-from src.pipeline.blend_outputs import STACK_LEARNERS, blend_arrays, stacked_oof
+from src.pipeline.blend_outputs import STACK_LEARNERS, STACK_METHODS, blend_arrays, stacked_oof
 from src.tasks.metrics import Metric
 
 TEMPLATE = Path(__file__).parent / "templates" / "blend.py.tmpl"
 
 
-BLEND_SCRIPT_METHODS = ("weights", "stack", "stack_gbdt")
+BLEND_SCRIPT_METHODS = ("weights", *STACK_METHODS)
 STACKER_WORDS = {
     "stack": "a logistic regression over every member's log-probabilities",
     "stack_gbdt": "LightGBM over every member's probabilities and the rows' text statistics",

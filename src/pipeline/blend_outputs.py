@@ -85,7 +85,8 @@ def class_index(labels, columns):
     return None if any(i is None for i in index) else np.asarray(index)
 
 
-STACK_LEARNERS = ("linear", "gbdt")
+STACK_METHODS = {"stack": "linear", "stack_gbdt": "gbdt"}  # blend method -> its stack learner
+STACK_LEARNERS = tuple(STACK_METHODS.values())
 PUNCTUATION = ",.;:!?'\"-()"  # one count per mark in the row statistics
 
 
@@ -192,15 +193,15 @@ def combine_outputs(
         raise ValueError("no member of the blend produced predictions")
     subs = [outputs[i][0] for i in ran]
     oofs = [outputs[i][1] for i in ran]
-    if method in ("stack", "stack_gbdt") and len(ran) == len(outputs) and labels is not None:
-        learner = "gbdt" if method == "stack_gbdt" else "linear"
+    if method in STACK_METHODS and len(ran) == len(outputs) and labels is not None:
+        learner = STACK_METHODS[method]
         oof_ids, columns, oof_preds = align_frames(oofs, id_column)
         sub_ids, _, sub_preds = align_frames(subs, id_column)
         y = class_index(labels.reindex(pd.Index(oof_ids).astype(str)).to_numpy(), columns)
         if y is not None and np.bincount(y, minlength=len(columns)).min() >= 2:
 
-            def extra(ids):
-                if learner != "gbdt" or statistics is None:
+            def extra(ids):  # the linear stacker leaves them out
+                if statistics is None:
                     return None
                 return statistics.reindex(pd.Index(ids).astype(str)).fillna(0.0).to_numpy(dtype=float)
 

@@ -49,7 +49,7 @@ import pandas as pd
 from src.errors import PipesynthError
 from src.llm import ChatRequest
 from src.pipeline.blend import Member, blend_kind, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import combine_outputs, read_outputs, row_statistics
+from src.pipeline.blend_outputs import STACK_METHODS, combine_outputs, read_outputs, row_statistics
 from src.pipeline.codegen_llm import extract_code, task_summary
 from src.pipeline.coder_base import CodeResult
 from src.pipeline.compiler import catalog
@@ -75,10 +75,8 @@ from src.tasks.prepare import PreparedTask
 log = logging.getLogger(__name__)
 
 POLICIES = ("none", "greedy", "tree")
-BLEND_METHODS = ("auto", "weights", "stack", "stack_gbdt")
+BLEND_METHODS = ("auto", "weights", *STACK_METHODS)
 BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
-# blend method -> stack learner (src.pipeline.blend_outputs)
-STACKERS = {"stack": "linear", "stack_gbdt": "gbdt"}
 EVALUATIONS = ("auto", "oof", "holdout")
 OOF_FILE = "oof_submission.csv"
 # folders of label-free derived features a compiled script caches in its work folder (sentence embeddings); the
@@ -845,7 +843,7 @@ class Search:
         row_stats: tuple[pd.DataFrame | None, np.ndarray | None] = (None, None)
         if metric.per_class and self.blend_method in ("auto", "stack_gbdt"):  # only a stack_gbdt reads them
             row_stats = self._row_statistics(runner, state.outputs[usable[0][0].id] / OOF_FILE)
-        for name, learner in STACKERS.items():  # a stack learns from every candidate, weak ones included
+        for name, learner in STACK_METHODS.items():  # a stack learns from every candidate, weak ones included
             if self.blend_method not in ("auto", name) or (learner == "gbdt" and row_stats[0] is None):
                 continue
             score_of = stack_score(
