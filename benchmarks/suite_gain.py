@@ -22,7 +22,10 @@ Records go to outputs/benchmarks/suite_gain/<solution>[-<budget>][-split<seed>]/
 task and solution (position of teams, % beaten, test score, inner-validation score, seconds), the medians, and,
 last, exactly `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks; with
 several --split-seeds, the mean over the splits of each split's median). Each position prints its bootstrap
-interval [low–high]: on a test of a few hundred rows it spans most of the leaderboard.
+interval [low–high]: on a test of a few hundred rows it spans most of the leaderboard. Each gain over the
+baseline prints its paired interval: both submissions scored on the same bootstrap resamples of the test rows
+(src.tasks.rating.paired_beaten), so the interval says whether the gain is more than the test's luck; the
+median's gain (per split, and the mean over splits) gets one the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,13 +44,20 @@ sys.path.insert(0, str(REPO))
 
 from src.evaluate import evaluate  # noqa: E402
 from src.pipeline.journal import Journal  # noqa: E402
+from src.tasks.prepare import prepare_task  # noqa: E402
+from src.tasks.rating import paired_beaten  # noqa: E402
 from src.tasks.registry import load_suite  # noqa: E402
+
+
+def evaluate_config(overrides: list[str]) -> Any:
+    """The composed `evaluate` config (conf/evaluate.yaml) with `overrides`."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("evaluate", overrides=overrides)
 
 
 def like_for_like(suite: str = "dev") -> list[str]:
     """Suite tasks with a leaderboard and no leaderboard flag (from the task overrides)."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[f"suite={suite}"])
+    cfg = evaluate_config([f"suite={suite}"])
     return [
         t.slug
         for t in load_suite(cfg.suite, cfg.paths.data_dir)
@@ -67,9 +78,45 @@ def run(solution: str, tasks: list[str], out: Path, extra: list[str]) -> list[di
         f"name=suite_gain/{out.name}",  # the run name Hydra would set
         *extra,
     ]
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=overrides)
-    return [r for r in evaluate(cfg)["records"] if r["task"] in tasks]
+    return [r for r in evaluate(evaluate_config(overrides))["records"] if r["task"] in tasks]
+
+
+def beaten_samples(
+    tasks: list[str], baseline: dict[str, Any], generated: dict[str, Any], split_seed: int
+) -> dict[str, np.ndarray | None]:
+    """Per task, (2, m) bootstrap samples of the % of teams beaten by baseline_gbdt (row 0) and generate (row 1),
+    both submissions resampled on the same test rows (src.tasks.rating.paired_beaten); None where either did
+    not grade."""
+    cfg = evaluate_config([f"split_seed={split_seed}"])
+    by_slug = {t.slug: t for t in load_suite(cfg.suite, cfg.paths.data_dir)}
+    out: dict[str, np.ndarray | None] = {}
+    for slug in tasks:
+        records = (baseline.get(slug), generated.get(slug))
+        if any(r is None or r.get("status") != "ok" for r in records):
+            out[slug] = None
+            continue
+        prepared = prepare_task(by_slug[slug], cfg.paths.cache_dir, seed=split_seed)  # cached: the same split
+        paths = [Path(r["execution"]["workdir"]) / "submission.csv" for r in records]  # type: ignore[index]
+        out[slug] = paired_beaten(
+            by_slug[slug], prepared, paths, n_resamples=int(cfg.rating.resamples), seed=int(cfg.rating.seed)
+        )
+    return out
+
+
+def median_samples(per_task: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """(2, m) bootstrap samples of the median over tasks of the % of teams beaten (row 0 baseline_gbdt, row 1
+    generate), resample b of every task's test taken together; None when a task has no samples."""
+    if not per_task or any(v is None for v in per_task.values()):
+        return None
+    m = min(v.shape[1] for v in per_task.values())  # type: ignore[union-attr]
+    stacked = np.stack([v[:, :m] for v in per_task.values()])  # type: ignore[index]  # (tasks, 2, m)
+    return np.median(stacked, axis=0)
+
+
+def interval(samples: np.ndarray, confidence: float = 0.95, signed: bool = True) -> str:
+    """`[low, high]`: the central `confidence` share of bootstrap samples."""
+    low, high = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return f"[{low:+.1f}, {high:+.1f}]" if signed else f"[{low:.1f}, {high:.1f}]"
 
 
 def _validation(record: dict[str, Any]) -> float | None:
@@ -118,9 +165,11 @@ def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180
     return "anytime best inner validation (nodes): " + " ".join(parts)
 
 
-def measure(tasks: list[str], tag: str, generate_extra: list[str], split_seed: int) -> dict[str, float]:
-    """Both solutions on one public/private split: prints one line per task and solution, and returns the
-    median % of teams beaten per solution."""
+def measure(
+    tasks: list[str], tag: str, generate_extra: list[str], split_seed: int
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Both solutions on one public/private split: prints one line per task and solution and the paired gain,
+    and returns the median % of teams beaten per solution and bootstrap samples of both medians."""
     split = [f"split_seed={split_seed}"]
     suffix = f"-split{split_seed}" if split_seed else ""  # split 0 keeps the folders runs before it wrote
     root = REPO / "outputs" / "benchmarks" / "suite_gain"
@@ -129,6 +178,7 @@ def measure(tasks: list[str], tag: str, generate_extra: list[str], split_seed: i
         r["task"]: r for r in run("generate", tasks, root / f"{tag}{suffix}", generate_extra + split)
     }
 
+    samples = beaten_samples(tasks, baseline, generated, split_seed)
     beaten: dict[str, list[float]] = {"baseline_gbdt": [], "generate": []}
     print(
         f"like-for-like tasks: {', '.join(tasks)}  (generate: scripted LLM, {tag}; split_seed {split_seed})"
@@ -149,7 +199,14 @@ def measure(tasks: list[str], tag: str, generate_extra: list[str], split_seed: i
             )
             if name == "generate" and anytime(record):
                 print(f"{'':44s} {'':14s} {anytime(record)}")
-    return {name: statistics.median(values) for name, values in beaten.items() if values}
+        pair = samples.get(slug)
+        if pair is not None and len(beaten["generate"]) == len(beaten["baseline_gbdt"]):
+            gain = beaten["generate"][-1] - beaten["baseline_gbdt"][-1]
+            print(
+                f"{slug:44s} {'gain':14s} {gain:+.1f} points, 95 % paired interval {interval(pair[1] - pair[0])}"
+            )
+    medians = {name: statistics.median(values) for name, values in beaten.items() if values}
+    return medians, median_samples(samples)
 
 
 def main() -> None:
@@ -196,12 +253,24 @@ def main() -> None:
         generate_extra.append(f"solution.search.max_nodes={args.max_nodes}")
         tag += f"-{args.max_nodes}n"
 
-    per_split = {seed: measure(tasks, tag, generate_extra, seed) for seed in args.split_seeds}
-    for seed, medians in per_split.items():
+    measured = {seed: measure(tasks, tag, generate_extra, seed) for seed in args.split_seeds}
+    per_split = {seed: medians for seed, (medians, _) in measured.items()}
+    for seed, (medians, sampled) in measured.items():
         gain = medians["generate"] - medians["baseline_gbdt"]
+        paired = ""
+        if sampled is not None:
+            paired = f" (95 % paired intervals: generate {interval(sampled[1], signed=False)}, gain {interval(sampled[1] - sampled[0])})"
         print(
             f"split_seed {seed}: median beaten baseline_gbdt {medians['baseline_gbdt']:.1f}, "
-            f"generate {medians['generate']:.1f}, gain {gain:+.1f}"
+            f"generate {medians['generate']:.1f}, gain {gain:+.1f}{paired}"
+        )
+    split_samples = [sampled for _, sampled in measured.values()]
+    if len(split_samples) > 1 and all(s is not None for s in split_samples):
+        m = min(s.shape[1] for s in split_samples)  # type: ignore[union-attr]
+        mean = np.mean([s[:, :m] for s in split_samples], axis=0)  # type: ignore[index]
+        print(
+            f"mean over the splits, 95 % paired intervals (test rows resampled): generate median "
+            f"{interval(mean[1], signed=False)}, gain {interval(mean[1] - mean[0])}"
         )
     means = {
         name: statistics.mean(medians[name] for medians in per_split.values())

@@ -181,3 +181,65 @@ def test_lower_is_better_interval_runs_the_right_way(kaggle_dir: Path) -> None:
     rating = rate(task, 0.07, np.random.default_rng(0).normal(0.07, 0.004, 500))
     assert rating.score_low < rating.score_high  # lower is better: the best end is the smaller score
     assert rating.position_low < rating.position < rating.position_high
+
+
+@pytest.mark.parametrize("slug", ["playground-series-s3e18", "nomad2018-predict-transparent-conductors"])
+def test_beaten_fractions_match_rank_score_both_directions(kaggle_dir: Path, slug: str) -> None:
+    from src.tasks.rating import beaten_fractions, read_leaderboard
+
+    task = load_task(kaggle_dir, slug)
+    metric = get_metric(task.metric)
+    board, decimals = read_leaderboard(task)
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.choice(board, 20), rng.uniform(min(board), max(board), 50)])  # ties too
+    fractions = beaten_fractions(scores, board, metric, decimals)
+    expected = [rank_score(s, board, metric, decimals=decimals)["beaten_fraction"] for s in scores]
+    np.testing.assert_allclose(fractions, expected)
+
+
+def test_paired_resamples_cancel_the_test_rows_luck(kaggle_dir: Path, tmp_path: Path) -> None:
+    """Two submissions of the same test on the same resamples: a submission that fixes some of the other's
+    wrong rows is never worse on any resample (independent resamples would say it often is)."""
+    from src.tasks.prepare import prepare_task
+    from src.tasks.rating import bootstrap_scores, paired_beaten, paired_bootstrap_scores
+
+    task = load_task(kaggle_dir, "playground-series-s3e22")
+    prep = prepare_task(task, tmp_path / "cache", seed=0)
+    answers = pd.read_csv(prep.answers_path)
+    labels = sorted(answers["outcome"].unique())
+    rng = np.random.default_rng(0)
+    wrong = rng.random(len(answers)) < 0.3
+    weak = answers.copy()
+    weak.loc[wrong, "outcome"] = [
+        labels[(labels.index(v) + 1) % len(labels)] for v in weak.loc[wrong, "outcome"]
+    ]
+    better = weak.copy()
+    fixed = np.flatnonzero(wrong)[:8]  # eight of its wrong rows put right
+    better.loc[fixed, "outcome"] = answers.loc[fixed, "outcome"]
+    paths = []
+    for name, frame in (("weak", weak), ("better", better)):
+        paths.append(tmp_path / f"{name}.csv")
+        frame.to_csv(paths[-1], index=False)
+
+    beaten = paired_beaten(task, prep, paths, n_resamples=300, seed=0)
+    assert beaten is not None and beaten.shape == (2, 300)
+    gain = beaten[1] - beaten[0]
+    assert (gain >= 0).all() and gain.mean() > 0
+    same = paired_beaten(task, prep, [paths[0], paths[0]], n_resamples=300, seed=0)
+    assert same is not None and (same[1] == same[0]).all()  # the same submission: no gain on any resample
+
+    metric = get_metric(task.metric)
+    y_true, y_weak = answers["outcome"].to_numpy(), weak["outcome"].to_numpy()
+    y_better = better["outcome"].to_numpy()
+    paired = paired_bootstrap_scores(metric, y_true, [y_weak, y_better], n_resamples=300, seed=0)
+    np.testing.assert_array_equal(
+        paired[0], bootstrap_scores(metric, y_true, y_weak, n_resamples=300, seed=0)
+    )
+    unpaired = bootstrap_scores(metric, y_true, y_better, n_resamples=300, seed=1) - paired[0]
+    assert (
+        unpaired < 0
+    ).mean() > 0.05  # what the pairing removes: resampled apart, the rows' luck often hides eight rows
+
+    broken = tmp_path / "broken.csv"
+    weak.drop(columns="outcome").to_csv(broken, index=False)
+    assert paired_beaten(task, prep, [paths[0], broken]) is None  # an invalid submission: no gain to sample

@@ -19,7 +19,9 @@ A medal needs a score at least as good as the score at that position.
 Uncertainty: the test is a sample, so the score is too. `bootstrap_scores` resamples the graded test rows
 (seeded, 1,000 times by default) and `rate(task, score, samples)` turns the resampled scores into a position
 interval (the central 95 % of the resampled scores, placed on the leaderboard) and the share of resamples in
-each medal band; the medal is stated as certain only when the whole interval lies inside one band. Caveats are flagged, never hidden:
+each medal band; the medal is stated as certain only when the whole interval lies inside one band. Two solutions
+of the same test compare on the same resamples (`paired_bootstrap_scores`, `beaten_fractions`): an interval of
+the difference in teams beaten, with the test rows' luck cancelled. Caveats are flagged, never hidden:
 rolling or leaked leaderboards declared in `conf/task_overrides/<slug>.yaml`, perfect scores at the top (a
 leak signal), a leaderboard order that contradicts the metric's direction. Positions are approximate whenever the
 test split is our own rather than the competition's test (the approximation mle-bench makes).
@@ -30,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,17 +164,57 @@ def bootstrap_scores(
     vectorised pass where it can (Metric.resampled). Resamples the metric cannot score (e.g. an AUC over one
     class) are dropped.
     """
+    return paired_bootstrap_scores(metric, y_true, [y_pred], n_resamples, seed, size, chunk)[0]
+
+
+def paired_bootstrap_scores(
+    metric: Metric,
+    y_true: np.ndarray,
+    preds: Sequence[np.ndarray],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    size: int | None = None,
+    chunk: int = 100,
+) -> np.ndarray:
+    """(len(preds), m) scores of several predictions of the same test rows on the same seeded resamples.
+
+    Column b of every row is the same resample, so differences between rows are paired (the test rows' luck
+    cancels); a resample any prediction cannot score is dropped for all of them.
+    """
     n = len(y_true)
-    if n == 0 or n_resamples <= 0:
-        return np.empty(0)
+    if n == 0 or n_resamples <= 0 or not len(preds):
+        return np.empty((len(preds), 0))
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, n_resamples, chunk):
         b = min(chunk, n_resamples - start)
         counts = bootstrap_counts(n, b, int(rng.integers(0, 2**63 - 1)), size=size)
-        out.append(metric.bootstrap(y_true, y_pred, counts))
-    scores = np.concatenate(out)
-    return scores[np.isfinite(scores)]
+        out.append(np.stack([metric.bootstrap(y_true, pred, counts) for pred in preds]))
+    scores = np.concatenate(out, axis=1)
+    return scores[:, np.isfinite(scores).all(axis=0)]
+
+
+def beaten_fractions(
+    scores: np.ndarray, leaderboard: Sequence[float], metric: Metric, decimals: int | None = None
+) -> np.ndarray:
+    """Share of the leaderboard's teams each of `scores` beats strictly (vectorised `rank_score` beaten_fraction)."""
+    board = np.sort(np.asarray([s for s in leaderboard if s is not None and np.isfinite(s)], dtype=float))
+    if board.size == 0:
+        raise ValueError("empty leaderboard")
+    values = np.asarray(scores, dtype=float)
+    if decimals is not None:
+        values = np.round(values, decimals)
+    if metric.higher_is_better:
+        worse = np.searchsorted(board, values, side="left")  # teams strictly below
+    else:
+        worse = board.size - np.searchsorted(board, values, side="right")  # teams strictly above
+    return worse / board.size
+
+
+def read_leaderboard(task: Task) -> tuple[list[float], int | None]:
+    """The task's leaderboard scores (rank order) and their shown decimals (None when not plain decimals)."""
+    frame, decimals = _read_leaderboard(task)
+    return frame["score"].tolist(), decimals
 
 
 def _band(score: float, thresholds: dict[str, float], metric: Metric) -> str:
@@ -290,3 +333,32 @@ def rate(
     if rating.approximate:
         rating.notes.append("position is approximate: our test split is carved from the competition's train")
     return rating
+
+
+def paired_beaten(
+    task: Task,
+    prepared: Any,
+    submissions: Sequence[str | Path],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray | None:
+    """(len(submissions), m) bootstrap samples of the share of teams beaten (percent) by each submission of the
+    same test (`prepared`, a PreparedTask), all on the same resamples: row differences are paired gains.
+
+    None when the task has no leaderboard or a submission does not grade.
+    """
+    from src.tasks.grading import grade  # grading depends on preparation; rating needs it only here
+
+    if not task.has_leaderboard:
+        return None
+    grades = [grade(prepared, Path(path)) for path in submissions]
+    if not grades or not all(g.valid for g in grades):
+        return None
+    metric = get_metric(task.metric)
+    board, decimals = read_leaderboard(task)
+    if not board:
+        return None
+    samples = paired_bootstrap_scores(
+        metric, grades[0].y_true, [g.y_pred for g in grades], n_resamples=n_resamples, seed=seed
+    )
+    return np.stack([100.0 * beaten_fractions(row, board, metric, decimals) for row in samples])
