@@ -222,7 +222,7 @@ def test_search_ends_with_a_blend_on_a_real_task(kaggle_dir: Path, tmp_path: Pat
             num_drafts=4,
             ensemble_size=0,
             # room for every fold even on a busy machine (OpenMP threads spinning count as CPU): a node whose
-            # budget cut a fold covers other rows, and out-of-fold files over different rows are not blended
+            # budget cut a fold covers other rows, and only nodes over the best node's rows are blended
             node_time_budget_s=60,
         )
         chosen = search.search(ctx, refined)
@@ -310,3 +310,52 @@ def test_search_on_a_real_text_task_stacks_with_the_best_learner(kaggle_dir: Pat
     rerun = OofRunner(sandbox, public, tmp_path / "oof", facts)
     score, _, _ = rerun.grade_oof(Path(result.workdir) / "oof_submission.csv", tmp_path / "oof-grade")
     assert score == pytest.approx(blend.validation_score, rel=1e-6)
+
+
+def test_a_member_over_a_row_subsample_leaves_the_blend_to_the_others(
+    kaggle_dir: Path, tmp_path: Path
+) -> None:
+    """On a large task a capped family (catalog max_rows) predicts a subsample of the train rows: the blend
+    takes the nodes over the best node's rows instead of giving up (it used to, whenever any member differed)."""
+    task = load_task(kaggle_dir, "house-prices-advanced-regression-techniques")
+    prepared = prepare_task(task, tmp_path / "cache")
+    facts = json.loads((prepared.public_dir / "task.json").read_text())
+    sandbox = Sandbox(isolation="none", timeout_s=60)
+    ctx = search_context(prepared.public_dir, tmp_path / "work", sandbox, CompilerCoder(time_budget_s=5))
+    runner = OofRunner(sandbox, prepared.public_dir, tmp_path / "oof", facts)
+    train = pd.read_csv(prepared.public_dir / "train.csv")
+    test = pd.read_csv(prepared.public_dir / "test.csv")
+    truth = train["SalePrice"].to_numpy(dtype=float)
+    rng = np.random.default_rng(0)
+    state = SearchState()
+    members = {  # node -> (family, the rows its out-of-fold file covers)
+        "1-search": ("lightgbm", np.arange(len(train))),
+        "2-search": ("linear", np.arange(len(train))),
+        "3-search": ("knn", np.sort(rng.choice(len(train), len(train) // 2, replace=False))),
+    }
+    for step, (node_id, (family, rows)) in enumerate(members.items(), start=1):
+        folder = tmp_path / node_id
+        folder.mkdir()
+        noisy = truth * np.exp(rng.normal(0, 0.12 + 0.01 * step, len(truth)))  # independent errors
+        pd.DataFrame({"Id": train["Id"].iloc[rows], "SalePrice": noisy[rows]}).to_csv(
+            folder / "oof_submission.csv", index=False
+        )
+        pd.DataFrame({"Id": test["Id"], "SalePrice": float(truth.mean())}).to_csv(
+            folder / "submission.csv", index=False
+        )
+        score, _, _ = runner.grade_oof(folder / "oof_submission.csv", tmp_path / f"grade-{node_id}")
+        node = ctx.journal.add("search")
+        node.id, node.status, node.validation_score = node_id, "ok", score
+        node.code, node.plan = "print('member')", {"models": [{"family": family}], "preprocessing": {}}
+        state.nodes.append(node)
+        state.outputs[node_id] = folder
+    ranked = Search(policy="tree")._ranked(ctx.journal, state)
+    assert ranked[0].id == "1-search"
+
+    blend = Search(policy="tree", blend_method="weights")._blend(
+        ctx, ctx.journal, state, runner, tmp_path / "b"
+    )
+    assert blend is not None and blend.status == "ok"
+    assert set(blend.meta["blend"]["members"]) == {"1-search", "2-search"}  # not the subsample's node
+    assert blend.validation_score == pytest.approx(blend.meta["blend"]["fitted_score"], abs=1e-9)
+    assert blend.validation_score < ranked[0].validation_score  # rmse of log: two independent errors averaged

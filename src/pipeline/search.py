@@ -343,6 +343,21 @@ def blend_candidates(ranked: list[Node], outputs: dict[str, Path], size: int) ->
     return [n for n in pool if n.id in chosen]
 
 
+def same_rows_as_best(members: list[Any], oof_paths: list[Path]) -> list[Any]:
+    """The members (best first) whose out-of-fold file covers the same train rows as the first one's.
+
+    Row caps differ between model families (catalog `max_rows`), so on a large task some nodes predict a subsample
+    of the rows: blending only the nodes over the best node's rows keeps a blend possible there, and its score
+    comparable with the best node's (the same rows)."""
+    if not members:
+        return []
+    keys = [
+        frozenset(pd.read_csv(path, dtype=str, usecols=[0], keep_default_na=False).iloc[:, 0])
+        for path in oof_paths
+    ]
+    return [member for member, key in zip(members, keys, strict=True) if key == keys[0]]
+
+
 # --------------------------------------------------------------------------- search
 
 
@@ -834,8 +849,9 @@ class Search:
             runner.graded(state.outputs[n.id] / OOF_FILE, where / f"grade-{n.id}")[0] for n in candidates
         ]
         usable = [(n, g) for n, g in zip(candidates, grades, strict=True) if g.valid and g.y_pred is not None]
-        if len(usable) < 2 or len({len(g.y_pred) for _, g in usable}) != 1:  # type: ignore[arg-type]
-            log.info("%s: no blend: fewer than two out-of-fold files over the same rows", slug)
+        usable = same_rows_as_best(usable, [state.outputs[n.id] / OOF_FILE for n, _ in usable])
+        if len(usable) < 2:
+            log.info("%s: no blend: fewer than two out-of-fold files over the best node's rows", slug)
             return None  # out-of-fold files over different rows cannot be blended row by row
         y_true = usable[0][1].y_true
         weights, score = fit_weights(y_true, [g.y_pred for _, g in usable], metric, steps=self.blend_steps)  # type: ignore[arg-type, misc]
