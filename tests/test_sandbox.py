@@ -435,6 +435,41 @@ def test_environment_leaks_nothing(
         assert "PIPESYNTH" not in result.stdout_tail and "OPENAI" not in result.stdout_tail
 
 
+def test_solutions_use_the_same_blas_kernels_as_pipesynth(task: dict[str, Path]) -> None:
+    """A score computed in-process (the search's stack) must be the one the sandboxed script reproduces: the clean
+    environment keeps the parent's kernel choices, so OpenBLAS picks the same kernel on both sides (this machine's
+    image pins OPENBLAS_CORETYPE, below what OpenBLAS detects: without it the floats differ in the last bits)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import numpy  # noqa: F401  (loads the BLAS threadpoolctl reports on)
+
+    def kernels(info: list[dict]) -> list[tuple[str, str]]:
+        return sorted(
+            (i["internal_api"], str(i.get("architecture"))) for i in info if i["user_api"] == "blas"
+        )
+
+    here = kernels(threadpoolctl.threadpool_info())
+    code = """
+    import json, numpy, threadpoolctl
+    print("KERNELS", json.dumps(threadpoolctl.threadpool_info()))
+    """
+    result = run_code(Sandbox(isolation="none", **FAST), task, code)
+    line = next(x for x in result.stdout_tail.splitlines() if x.startswith("KERNELS "))
+    assert kernels(json.loads(line.removeprefix("KERNELS "))) == here
+
+
+def test_the_clean_environment_keeps_only_the_kernel_choices(
+    task: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_SECRETISH", "x")  # a prefix match would let this through
+    code = """
+    import os
+    print("CORE", os.environ.get("OPENBLAS_CORETYPE"), os.environ.get("OPENBLAS_SECRETISH"))
+    """
+    result = run_code(Sandbox(isolation="none", **FAST), task, code)
+    assert "CORE Haswell None" in result.stdout_tail
+
+
 def test_writes_outside_the_work_folder_go_nowhere(task: dict[str, Path], jail: Sandbox) -> None:
     token = uuid.uuid4().hex
     host_targets = [

@@ -30,6 +30,17 @@ INNER_ID = 65534  # the uid/gid the solution sees inside the jail ("nobody")
 # per-run host uids for the solution when pipesynth runs as root: one fresh uid per run keeps RLIMIT_NPROC
 # per run and lets no run signal another's processes; far above the usual human and system ranges
 RUN_UID_BASE, RUN_UID_SPAN = 1_000_000, 1_000_000
+# the parent's choices of math-library kernels, kept in the clean environment: without them a solution's BLAS picks
+# other kernels than pipesynth's own process (an image that pins OPENBLAS_CORETYPE, say), its floats differ in the
+# last bits, and a score the search computed in-process is not the score the chosen script reproduces
+NUMERICS_VARIABLES = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "NPY_DISABLE_CPU_FEATURES",
+)
 KEEP_TAIL_BYTES = 64 * 1024  # kept in memory per stream: enough for a long traceback
 LOG_NAMES = {"stdout": "sandbox.stdout.log", "stderr": "sandbox.stderr.log"}
 WEAK_ISOLATION_WARNING = (
@@ -343,7 +354,8 @@ class Sandbox:
                 )
 
     def _environment(self, workdir: Path, tmp: str) -> dict[str, str]:
-        """A clean environment: nothing of the parent's (no secrets, no paths to private data) leaks in."""
+        """A clean environment: nothing of the parent's (no secrets, no paths to private data) leaks in, except the
+        math libraries' kernel choices (NUMERICS_VARIABLES)."""
         env = {
             "PATH": f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": f"{tmp}/home",
@@ -354,6 +366,7 @@ class Sandbox:
             "PYTHONNOUSERSITE": "1",
             "MPLBACKEND": "Agg",
         }
+        env.update({name: os.environ[name] for name in NUMERICS_VARIABLES if name in os.environ})
         env.update(self.env)
         return env
 
