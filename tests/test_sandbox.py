@@ -442,10 +442,8 @@ def test_solutions_use_the_same_blas_kernels_as_pipesynth(task: dict[str, Path])
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import numpy  # noqa: F401  (loads the BLAS threadpoolctl reports on)
 
-    def kernels(info: list[dict]) -> list[tuple[str, str]]:
-        return sorted(
-            (i["internal_api"], str(i.get("architecture"))) for i in info if i["user_api"] == "blas"
-        )
+    def kernels(info: list[dict]) -> set[tuple[str, str]]:
+        return {(i["internal_api"], str(i.get("architecture"))) for i in info if i["user_api"] == "blas"}
 
     here = kernels(threadpoolctl.threadpool_info())
     code = """
@@ -454,7 +452,9 @@ def test_solutions_use_the_same_blas_kernels_as_pipesynth(task: dict[str, Path])
     """
     result = run_code(Sandbox(isolation="none", **FAST), task, code)
     line = next(x for x in result.stdout_tail.splitlines() if x.startswith("KERNELS "))
-    assert kernels(json.loads(line.removeprefix("KERNELS "))) == here
+    there = kernels(json.loads(line.removeprefix("KERNELS ")))
+    # pipesynth's process may hold more BLAS copies (scipy's, torch's) than numpy's
+    assert there and there <= here
 
 
 def test_the_clean_environment_keeps_only_the_kernel_choices(
