@@ -21,7 +21,8 @@ run as root or with user namespaces allowed):
 - Namespaces: own pid namespace (host processes invisible; when the run ends or is killed, every process in it
   dies — daemons, setsid and double-forks included), own network namespace (only a loopback with nothing
   listening: no internet, no host services on 127.0.0.1), own ipc/uts namespaces. The environment is a clean,
-  minimal set (PATH, HOME, TMPDIR, LANG, thread counts): no parent variable leaks in.
+  minimal set (PATH, HOME, TMPDIR, LANG, thread counts): no parent variable leaks in except the math libraries'
+  kernel choices (runner.NUMERICS_VARIABLES, e.g. OPENBLAS_CORETYPE), so a script's floats match pipesynth's own.
 - Limits: wall-clock timeout (the tree is killed), CPU seconds per process (RLIMIT_CPU), memory as the summed
   RSS of the process tree sampled every `poll_interval_s` (RLIMIT_AS is optional and off: numpy, torch and
   OpenMP reserve many times the memory they use), processes+threads per run (RLIMIT_NPROC: fork bombs fail),
