@@ -1,4 +1,4 @@
-"""How well the search's encoding-cost estimate (src.pipeline.compiler.embedding_cost) predicts the encoding.
+"""How well the search's encoding-cost estimate (src.pipeline.code.compiler.embedding_cost) predicts the encoding.
 
     .venv/bin/python benchmarks/embedding_cost.py                   # spooky + detecting-insults, 3,000 texts each
     .venv/bin/python benchmarks/embedding_cost.py --rows 6000
@@ -27,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.pipeline.compiler.embedding_cost import TEMPLATE, encoding_seconds, text_cells  # noqa: E402
+from src.pipeline.code.compiler.embedding_cost import TEMPLATE, encoding_seconds, text_cells  # noqa: E402
 
 TASKS = ["spooky-author-identification", "detecting-insults-in-social-commentary"]
 # runs the template's step as a script does: its names (np, os, time, stage, ENCODING_CPU) come from the preamble

@@ -57,7 +57,7 @@ from src.corpus.metric_categories import load_metric_categories  # noqa: E402
 from src.corpus.retrieval import corpus_rows  # noqa: E402
 from src.errors import PipesynthError  # noqa: E402
 from src.llm import build_client  # noqa: E402
-from src.pipeline.compiler.parse import parse_plan  # noqa: E402
+from src.pipeline.code.compiler.parse import parse_plan  # noqa: E402
 from src.pipeline.generate import SerialClient, build_instructor, read_public_task  # noqa: E402
 from src.pipeline.instruct import CorpusRetriever, task_prompt_fields, well_formed  # noqa: E402
 from src.pipeline.journal import Journal  # noqa: E402

@@ -1,4 +1,4 @@
-"""Blends of whole solutions (src.pipeline.blend): weights fitted on out-of-fold predictions, one script.
+"""Blends of whole solutions (src.pipeline.search.blend): weights fitted on out-of-fold predictions, one script.
 
 - The combination rules: a weighted vote for labels, a weighted mean (rows renormalised for per-class
   probabilities) otherwise; the forward selection finds a mix better than either member when their errors are
@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.blend import Member, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import (
+from src.pipeline.code.compiler import CompilerCoder, ModelSpec, default_plan
+from src.pipeline.journal import Node
+from src.pipeline.refine import Refined
+from src.pipeline.search import OofRunner, Search, SearchState, blend_candidates
+from src.pipeline.search.blend import Member, fit_weights, render_blend, stack_score
+from src.pipeline.search.blend_outputs import (
     PUNCTUATION,
     blend_arrays,
     blend_frames,
     row_statistics,
     text_statistics,
 )
-from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
-from src.pipeline.journal import Node
-from src.pipeline.refine import Refined
-from src.pipeline.search import OofRunner, Search, SearchState, blend_candidates
 from src.sandbox import Sandbox
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from src.pipeline.coder_base import parse_cv_score
-from src.pipeline.compiler import CompilerCoder, render_baseline_gbdt
+from src.pipeline.code.base import parse_cv_score
+from src.pipeline.code.compiler import CompilerCoder, render_baseline_gbdt
 from src.sandbox import Sandbox
 from src.solutions.providers import BUILTIN_DIR
 from src.tasks import get_metric, grade, load_task, prepare_task

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.compiler import CompilerCoder, default_plan
+from src.pipeline.code.compiler import CompilerCoder, default_plan
 from src.pipeline.search import DERIVED_CACHES, OofRunner
 from src.sandbox import Sandbox
 from src.sandbox.inputs import DERIVED_DIR, keep_derived, overlay_inputs

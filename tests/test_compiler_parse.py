@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from src.errors import PipesynthError
-from src.pipeline.coder_base import Coder, parse_cv_score
-from src.pipeline.compiler import CompilerCoder, Plan, default_plan, parse_plan, render_script
-from src.pipeline.compiler.parse import instruction_body, split_sections
+from src.pipeline.code.base import Coder, parse_cv_score
+from src.pipeline.code.compiler import CompilerCoder, Plan, default_plan, parse_plan, render_script
+from src.pipeline.code.compiler.parse import instruction_body, split_sections
 
 TITANIC = {
     "slug": "titanic",

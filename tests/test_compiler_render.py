@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.coder_base import parse_cv_score
-from src.pipeline.compiler import ModelSpec, Plan, catalog, default_plan, finalize, render_script
-from src.pipeline.compiler.render import output_kind
+from src.pipeline.code.base import parse_cv_score
+from src.pipeline.code.compiler import ModelSpec, Plan, catalog, default_plan, finalize, render_script
+from src.pipeline.code.compiler.render import output_kind
 from src.sandbox import Sandbox
 from src.tasks.metrics import get_metric, metric_names
 

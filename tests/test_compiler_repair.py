@@ -11,8 +11,8 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from src.pipeline.coder_base import Coder, CodeResult, parse_cv_score
-from src.pipeline.compiler import ModelSpec, Plan, default_plan, diagnose, finalize, repair_plan
+from src.pipeline.code.base import Coder, CodeResult, parse_cv_score
+from src.pipeline.code.compiler import ModelSpec, Plan, default_plan, diagnose, finalize, repair_plan
 from src.sandbox import ExecutionResult, Sandbox
 from tests.test_compiler_render import make_task
 

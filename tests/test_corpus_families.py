@@ -15,7 +15,7 @@ from src.corpus.families import (
 )
 from src.corpus.linguacodus import load_linguacodus
 from src.errors import PipesynthError
-from src.pipeline.compiler.parse import find_models
+from src.pipeline.code.compiler.parse import find_models
 from tests.conftest import SHARED_DIR
 
 CORPUS = SHARED_DIR / "data" / "linguacodus" / "result_prompts_new.csv"

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
 from src.generate import generate
-from src.pipeline.codegen_llm import extract_code
+from src.pipeline.code.llm import extract_code
 from src.pipeline.journal import Journal
 from tests.llm_server import FakeOpenAIServer, _free_port
 

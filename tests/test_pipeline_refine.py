@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from src.corpus.instruction import parse_instruction
-from src.pipeline.coder_base import CodeResult
+from src.pipeline.code.base import CodeResult
+from src.pipeline.code.repair import PublicRunner, run_with_repair
 from src.pipeline.instruct import Candidate
 from src.pipeline.journal import Journal
 from src.pipeline.refine import ExecutionRefine, NoRefine, RefineContext
-from src.pipeline.repair import PublicRunner, run_with_repair
 from src.sandbox import Sandbox
 
 HEAD = "import numpy as np, pandas as pd\ntrain = pd.read_csv('input/train.csv')\ntest = pd.read_csv('input/test.csv')\n"

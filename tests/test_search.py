@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.pipeline.compiler import CompilerCoder, ModelSpec, default_plan
+from src.pipeline.code.compiler import CompilerCoder, ModelSpec, default_plan
 from src.pipeline.journal import Journal
 from src.pipeline.refine import Refined
 from src.pipeline.search import OofRunner, Search, family_moves, improve_moves
@@ -114,7 +114,7 @@ def test_a_slow_node_does_not_hold_the_other_worker_back(tmp_path: Path) -> None
     import hashlib
     import time
 
-    from src.pipeline.repair import RunOutcome
+    from src.pipeline.code.repair import RunOutcome
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"id": np.arange(60), "x": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
@@ -147,7 +147,7 @@ def test_a_feature_move_that_changed_nothing_is_not_tried_again(tmp_path: Path) 
     import hashlib
     import re
 
-    from src.pipeline.repair import RunOutcome
+    from src.pipeline.code.repair import RunOutcome
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"id": np.arange(60), "x": rng.normal(size=60), "y": rng.integers(0, 2, 60)})
@@ -183,8 +183,8 @@ def test_an_encoding_that_would_outrun_the_budget_is_not_started(
     past the budget (recent nodes cannot predict it); with a short estimate they run."""
     import hashlib
 
-    import src.pipeline.search as search_module
-    from src.pipeline.repair import RunOutcome
+    import src.pipeline.search.policy as search_module
+    from src.pipeline.code.repair import RunOutcome
 
     words = ["red", "blue", "green", "cat", "dog", "runs", "sleeps", "fast", "slow", "home"]
     rng = np.random.default_rng(0)
@@ -226,7 +226,7 @@ def test_an_encoding_that_would_outrun_the_budget_is_not_started(
 
 
 def test_the_encoding_estimate_times_the_scripts_encoder_on_the_text_cells(tmp_path: Path) -> None:
-    from src.pipeline.compiler.embedding_cost import encoding_seconds, text_cells
+    from src.pipeline.code.compiler.embedding_cost import encoding_seconds, text_cells
 
     rng = np.random.default_rng(0)
     words = ["a", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
@@ -254,7 +254,7 @@ def test_the_encoding_estimate_times_the_scripts_encoder_on_the_text_cells(tmp_p
 def test_the_encoding_estimate_counts_padded_tokens_not_the_longest_text(tmp_path: Path) -> None:
     """The encoder pads each length-sorted batch to its longest text, so a few long texts among many short ones
     cost little: timing a random sample in one batch (every text padded to the longest) overestimated Spooky 2.5x."""
-    from src.pipeline.compiler.embedding_cost import encoding_seconds
+    from src.pipeline.code.compiler.embedding_cost import encoding_seconds
 
     rng = np.random.default_rng(0)
     words = ["a", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
@@ -405,7 +405,7 @@ def test_llm_coder_search_asks_the_llm_with_the_journal(
     from omegaconf import OmegaConf
 
     from src.llm.scripted import ScriptedClient
-    from src.pipeline.codegen_llm import LLMCoder
+    from src.pipeline.code.llm import LLMCoder
 
     conf = Path(__file__).resolve().parent.parent / "conf"
     coder_cfg = OmegaConf.to_container(OmegaConf.load(conf / "coder" / "llm.yaml"), resolve=False)

@@ -45,7 +45,7 @@ def test_config_composes_and_names_the_suite_tasks(tmp_path: Path, shared_dir: P
     cfg = solution_cfg(tmp_path, shared_dir)
     assert cfg.solution.name == "retrieval_only"
     assert "titanic" in cfg.solution.evaluated_tasks  # the dev suite being evaluated
-    assert cfg.solution.coder._target_ == "src.pipeline.compiler.CompilerCoder"
+    assert cfg.solution.coder._target_ == "src.pipeline.code.compiler.coder.CompilerCoder"
     # TF-IDF: the better nearest-neighbour family agreement (benchmarks/retrieval_quality.py)
     assert cfg.solution.retrieval.embedder._target_ == "src.corpus.retrieval.TfidfEmbedder"
     assert cfg.solution.retrieval.mode == "context"

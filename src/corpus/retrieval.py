@@ -380,7 +380,7 @@ class FamilyVote:
 
 def _stated_params(text: str) -> dict[str, Any]:
     # the compiler's own reading of stated hyperparameters, so a voted setting is one the coder understands
-    from src.pipeline.compiler.parse import _params
+    from src.pipeline.code.compiler.parse import _params
 
     return _params(text.lower())
 

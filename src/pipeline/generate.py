@@ -38,7 +38,8 @@ from src.corpus.metric_categories import load_metric_categories
 from src.corpus.prompts import build_template
 from src.errors import PipesynthError
 from src.llm import build_client
-from src.pipeline.coder_base import Coder, CodeResult
+from src.pipeline.code.base import Coder, CodeResult
+from src.pipeline.code.repair import Attempted, PublicRunner, record_code, run_with_repair
 from src.pipeline.instruct import (
     InstructionGenerator,
     build_retriever,
@@ -48,7 +49,6 @@ from src.pipeline.instruct import (
 )
 from src.pipeline.journal import Journal, Node
 from src.pipeline.refine import RefineContext, Refined
-from src.pipeline.repair import Attempted, PublicRunner, record_code, run_with_repair
 from src.sandbox.inputs import DERIVED_DIR, keep_derived
 
 log = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ class CompilerBaseline:
         self.name = name
 
     def build(self, public_dir: Path, build_dir: Path, seed: int) -> SolutionBuild:
-        from src.pipeline.compiler.baselines import render_baseline_gbdt
+        from src.pipeline.code.compiler.baselines import render_baseline_gbdt
 
         build_dir.mkdir(parents=True, exist_ok=True)
         script = build_dir / "solution.py"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src.pipeline.coder_base import Coder, CodeResult
+from src.pipeline.code.base import Coder, CodeResult
 from src.pipeline.journal import Journal, Node
 from src.pipeline.validation import ValidationFold, check_submission_format
 from src.tasks.grading import grade

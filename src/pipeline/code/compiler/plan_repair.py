@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from src.pipeline.compiler import catalog
-from src.pipeline.compiler.plan import Plan, base_plan, finalize
+from src.pipeline.code.compiler import catalog
+from src.pipeline.code.compiler.plan import Plan, base_plan, finalize
 
 STAGE_RE = re.compile(r"^\[stage\] (\S+)", re.MULTILINE)
 

@@ -35,7 +35,7 @@ def model_spec(family: str) -> dict[str, Any]:
     if spec is None:
         raise PipesynthError(
             f"unknown model family '{family}'",
-            f"use one of: {', '.join(sorted(models()))} (src/pipeline/compiler/catalog/models.yaml)",
+            f"use one of: {', '.join(sorted(models()))} (src/pipeline/code/compiler/catalog/models.yaml)",
         )
     return spec
 

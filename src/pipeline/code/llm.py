@@ -26,7 +26,7 @@ from typing import Any
 
 from src.errors import PipesynthError
 from src.llm import ChatRequest, Completion
-from src.pipeline.coder_base import CodeResult, ExecutionLike
+from src.pipeline.code.base import CodeResult, ExecutionLike
 from src.pipeline.journal import llm_usage
 
 log = logging.getLogger(__name__)

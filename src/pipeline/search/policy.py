@@ -16,7 +16,7 @@ coder writes its script.
 
 Budget. A node is not started when the recent nodes' typical length would take the search past `budget_s`, nor a
 move that turns sentence embeddings on when the encoding alone would (estimated once per search by timing the
-scripts' encoder on a sample of the task's text cells, src.pipeline.compiler.embedding_cost); `meta.search.skipped`
+scripts' encoder on a sample of the task's text cells, src.pipeline.code.compiler.embedding_cost); `meta.search.skipped`
 in the journal names such moves.
 
 Scores. `evaluation: oof` (compiler scripts): the script runs once on the full public files and writes
@@ -30,7 +30,6 @@ node is the best validation score under the metric's direction.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import random
@@ -48,17 +47,11 @@ import pandas as pd
 
 from src.errors import PipesynthError
 from src.llm import ChatRequest
-from src.pipeline.blend import Member, blend_kind, fit_weights, render_blend, stack_score
-from src.pipeline.blend_outputs import STACK_METHODS, combine_outputs, read_outputs, row_statistics
-from src.pipeline.codegen_llm import extract_code, task_summary
-from src.pipeline.coder_base import CodeResult
-from src.pipeline.compiler import catalog
-from src.pipeline.compiler.embedding_cost import encoding_seconds
-from src.pipeline.compiler.plan import ModelSpec, Plan, is_classification, role_params
-from src.pipeline.journal import Journal, Node, llm_usage
-from src.pipeline.refine import RefineContext, Refined
-from src.pipeline.repair import (
-    PublicRunner,
+from src.pipeline.code.base import CodeResult
+from src.pipeline.code.compiler.embedding_cost import encoding_seconds
+from src.pipeline.code.compiler.plan import Plan
+from src.pipeline.code.llm import extract_code, task_summary
+from src.pipeline.code.repair import (
     RunCache,
     RunOutcome,
     ValidationRunner,
@@ -66,11 +59,16 @@ from src.pipeline.repair import (
     record_code,
     run_with_repair,
 )
+from src.pipeline.journal import Journal, Node, llm_usage
+from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.search.blend import Member, blend_kind, fit_weights, render_blend, stack_score
+from src.pipeline.search.blend_outputs import STACK_METHODS, combine_outputs, read_outputs, row_statistics
+from src.pipeline.search.members import blend_candidates, same_rows_as_best, signature
+from src.pipeline.search.moves import Proposal, ensemble_plan, family_moves, improve_moves
+from src.pipeline.search.runner import DERIVED_CACHES, OOF_FILE, OofRunner
 from src.pipeline.validation import build_validation_split
-from src.sandbox.inputs import DERIVED_DIR, keep_derived, overlay_inputs
-from src.tasks.grading import Grade, grade
+from src.sandbox.inputs import DERIVED_DIR, keep_derived
 from src.tasks.metrics import get_metric
-from src.tasks.prepare import PreparedTask
 
 log = logging.getLogger(__name__)
 
@@ -78,287 +76,6 @@ POLICIES = ("none", "greedy", "tree")
 BLEND_METHODS = ("auto", "weights", *STACK_METHODS)
 BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
 EVALUATIONS = ("auto", "oof", "holdout")
-OOF_FILE = "oof_submission.csv"
-# folders of label-free derived features a compiled script caches in its work folder (sentence embeddings); the
-# search hands them on to later runs as input/<folder>/, so a slow encoding is done once per search
-DERIVED_CACHES = ("embeddings",)
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-class OofRunner(PublicRunner):
-    """Run a script on the full public files; grade its out-of-fold predictions against the public train labels.
-
-    A run is `ok` when the script exits cleanly with a well-shaped submission AND an out-of-fold file the
-    grader accepts; the score is the task metric over the train rows the file covers (`meta.oof_rows`).
-    """
-
-    def __init__(self, sandbox: Any, public_dir: str | Path, work_dir: str | Path, facts: dict[str, Any]):
-        super().__init__(sandbox, public_dir, work_dir)
-        self.facts = facts
-        self.id_column = str(facts["id_column"])
-        self.targets = [str(t) for t in facts["targets"]]
-        train = pd.read_csv(self.public_dir / "train.csv", dtype=str, keep_default_na=False, na_filter=False)
-        self.labels = train[[self.id_column, *self.targets]].drop_duplicates(self.id_column)
-        self.inputs_dir = self._overlay()
-
-    def _overlay(self) -> Path:
-        """The runs' input folder: links to the public files, plus the derived caches earlier runs wrote."""
-        return overlay_inputs(self.public_dir, self.work_dir / "inputs", skip=DERIVED_CACHES)
-
-    def _keep_caches(self, workdir: Path) -> None:
-        """Move the derived features a successful run cached into the overlay, for the runs after it."""
-        for folder in DERIVED_CACHES:
-            source = workdir / folder
-            if not source.is_dir() or source.is_symlink():
-                continue
-            target = self.inputs_dir / folder
-            target.mkdir(exist_ok=True)
-            for item in source.glob("*.npy"):
-                if item.name.startswith("."):  # a write that did not finish
-                    continue
-                if item.is_file() and not item.is_symlink() and not (target / item.name).exists():
-                    tmp = (
-                        target / f".{item.name}.{workdir.parent.name}.part"
-                    )  # one per run: runs end together
-                    shutil.copyfile(item, tmp)
-                    tmp.replace(target / item.name)  # atomic: a run starting now sees all of it or none
-
-    def grade_oof(self, oof_path: Path, where: Path) -> tuple[float | None, str | None, int]:
-        """(score, reason when invalid, rows graded) of an out-of-fold file."""
-        graded, rows = self.graded(oof_path, where)
-        return graded.score, graded.reason, rows
-
-    def graded(self, oof_path: Path, where: Path) -> tuple[Grade, int]:
-        """The grader's verdict on an out-of-fold file (its aligned y_true / y_pred when valid), rows graded."""
-        if not oof_path.is_file() or oof_path.is_symlink():
-            reason = f"the script wrote no {OOF_FILE} (out-of-fold predictions)"
-            return Grade(score=None, valid=False, reason=reason, metric=str(self.facts["metric"])), 0
-        ids = pd.read_csv(oof_path, dtype=str, usecols=[0], keep_default_na=False).iloc[:, 0]
-        answers = self.labels[self.labels[self.id_column].isin(set(ids))]
-        private = where / "oof_answers"  # host side, outside the sandbox's work folder
-        private.mkdir(parents=True, exist_ok=True)
-        answers.to_csv(private / "answers.csv", index=False, lineterminator="\n")
-        facts = self.facts
-        prepared = PreparedTask(
-            slug=str(facts.get("slug", "task")),
-            seed=0,
-            root=where,
-            public_dir=self.public_dir,
-            private_dir=private,
-            answers_path=private / "answers.csv",
-            id_column=self.id_column,
-            targets=self.targets,
-            submission_columns=[str(c) for c in facts.get("submission_columns") or self.targets],
-            metric=str(facts["metric"]),
-            higher_is_better=bool(facts["higher_is_better"]),
-            task_type=str(facts["task_type"]),
-            class_labels=facts.get("class_labels"),
-            n_train=0,
-            n_test=len(answers),
-            split_method="inner-oof",
-            official_test=False,
-        )
-        return grade(prepared, oof_path), len(answers)
-
-    def __call__(self, code: str, node_id: str) -> RunOutcome:
-        outcome = super().__call__(code, node_id)
-        outcome.split = "oof"
-        if not outcome.ok:
-            return outcome
-        workdir = Path(outcome.executions[0]["workdir"])
-        self._keep_caches(workdir)
-        score, reason, rows = self.grade_oof(workdir / OOF_FILE, self.work_dir / node_id)
-        outcome.scores, outcome.reasons = [score], [reason]
-        outcome.executions[0]["oof_rows"] = rows
-        if score is None:
-            outcome.ok, outcome.status = False, "invalid"
-            outcome.failure = {"status": "invalid", "message": reason, "reason": reason, "traceback": None}
-        return outcome
-
-
-# --------------------------------------------------------------------------- moves
-
-
-@dataclass
-class Proposal:
-    """One change to try: from `parent` (a search node), of `kind` draft | improve | debug | ensemble."""
-
-    parent: Node
-    kind: str
-    move: str
-    plan: Plan | None = None
-    instruction: str | None = None
-    code: CodeResult | None = None
-    llm: dict[str, Any] | None = None
-
-
-def _data_kind(plan: Plan) -> str:
-    return "text" if plan.data_type == "text" else "tabular"
-
-
-def _get(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _set(obj: Any, path: str, value: Any) -> None:
-    *head, last = path.split(".")
-    for part in head:
-        obj = getattr(obj, part)
-    setattr(obj, last, value)
-
-
-def _scaled(value: Any, factor: float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return type(value)(value * factor) if isinstance(value, float) else int(round(value * factor))
-
-
-def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
-    """Drafts: the plan with its (first) model switched to each other family of the data kind, then the
-    catalog's feature drafts of the data kind (another representation of the same data)."""
-    out = []
-    current = {m.family for m in plan.models}
-    for family in catalog.moves()["families"][_data_kind(plan)]:
-        if family in current:
-            continue
-        role = "classifier" if is_classification(plan) else "regressor"
-        if role not in catalog.model_spec(family)["roles"]:
-            continue
-        edited = plan.copy()
-        edited.models = [ModelSpec(family=family)]
-        out.append((f"model family -> {family}", edited))
-    for edit in (catalog.moves().get("drafts") or {}).get(_data_kind(plan)) or []:
-        edited = _edited(plan, edit)
-        if edited is not None:
-            out.append((f"draft: {edit['name']}", edited))
-    return out
-
-
-def _edited(plan: Plan, edit: dict[str, Any]) -> Plan | None:
-    """`plan` with one feature edit of the catalog (toggle / set / scale a dotted Plan path); None when the
-    edit changes nothing."""
-    edited = plan.copy()
-    changed = False
-    if edit.get("toggle"):
-        _set(edited, edit["toggle"], not _get(edited, edit["toggle"]))
-        changed = True
-    for path, value in (edit.get("set") or {}).items():
-        if _get(edited, path) != value:
-            _set(edited, path, copy.deepcopy(value))
-            changed = True
-    for path, factor in (edit.get("scale") or {}).items():
-        new = _scaled(_get(edited, path), float(factor))
-        if new is not None and new != _get(edited, path):
-            _set(edited, path, new)
-            changed = True
-    return edited if changed else None
-
-
-def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
-    """Single edits of a plan: hyperparameter groups of its first model, class weights, feature steps."""
-    table = catalog.moves()
-    out: list[tuple[str, Plan]] = []
-    model = plan.models[0]
-    role = "classifier" if is_classification(plan) else "regressor"
-    allowed = role_params(model.family, role)  # a move naming a parameter the family lacks is no move
-    edits = list(table["params"].get(model.family) or [])
-    if is_classification(plan):
-        edits += table.get("classification") or []
-    for edit in edits:
-        edited = plan.copy()
-        params = edited.models[0].params
-        changed = False
-        for name, value in (edit.get("set") or {}).items():
-            if name in allowed and params.get(name) != value:
-                params[name], changed = value, True
-        for name, factor in (edit.get("scale") or {}).items():
-            new = _scaled(params.get(name), float(factor)) if name in allowed else None
-            if new is not None:
-                params[name], changed = new, True
-        if changed:
-            out.append((f"{model.family}: {edit['name']}", edited))
-    for edit in table["features"][_data_kind(plan)]:
-        if edit.get("regression_only") and is_classification(plan):
-            continue
-        edited = _edited(plan, edit)
-        if edited is not None:
-            out.append((f"features: {edit['name']}", edited))
-    return out
-
-
-def ensemble_plan(base: Plan, others: list[Plan], size: int) -> Plan | None:
-    """`base` with the first model of each plan in `others` added (different families), averaged in the script."""
-    plan = base.copy()
-    families = {m.family for m in plan.models}
-    for other in others:
-        if len(plan.models) >= size:
-            break
-        model = other.models[0]
-        if model.family not in families:
-            plan.models.append(ModelSpec(model.family, dict(model.params), model.requested))
-            families.add(model.family)
-    return plan if len(plan.models) > len(base.models) else None
-
-
-def _signature(node: Node) -> tuple[Any, ...]:
-    """What makes two nodes' predictions differ most: model families and the features' representation."""
-    plan = node.plan or {}
-    pre = plan.get("preprocessing") or {}
-    text = pre.get("text") or {}
-    return (
-        tuple(sorted(m.get("family", "") for m in plan.get("models") or [])) or (node.id,),
-        (
-            tuple(text.get("analyzers") or ()),
-            text.get("representation", "tfidf"),
-            text.get("weighting", "tfidf"),
-        )
-        if text.get("enabled")
-        else (),
-        pre.get("categorical_encoding"),
-        pre.get("log_target"),
-    )
-
-
-def blend_candidates(ranked: list[Node], outputs: dict[str, Path], size: int) -> list[Node]:
-    """Up to `size` nodes for a blend, best first: the best node of each kind of solution (families, feature
-    representation) before the runners-up of a kind already in, since members that err differently blend best;
-    nodes with equal scores (nearly always the same predictions) count once."""
-    pool, scores = [], set()
-    for node in ranked:
-        key = round(float(node.validation_score), 12)  # type: ignore[arg-type]
-        if key not in scores and node.id in outputs and node.code:
-            scores.add(key)
-            pool.append(node)
-    firsts, seen = [], set()
-    for node in pool:
-        if _signature(node) not in seen:
-            seen.add(_signature(node))
-            firsts.append(node)
-    first_ids = {n.id for n in firsts}
-    chosen = {n.id for n in (firsts + [n for n in pool if n.id not in first_ids])[:size]}
-    return [n for n in pool if n.id in chosen]
-
-
-def same_rows_as_best(members: list[Any], oof_paths: list[Path]) -> list[Any]:
-    """The members (best first) whose out-of-fold file covers the same train rows as the first one's.
-
-    Row caps differ between model families (catalog `max_rows`), so on a large task some nodes predict a subsample
-    of the rows: blending only the nodes over the best node's rows keeps a blend possible there, and its score
-    comparable with the best node's (the same rows)."""
-    if not members:
-        return []
-    keys = [
-        frozenset(pd.read_csv(path, dtype=str, usecols=[0], keep_default_na=False).iloc[:, 0])
-        for path in oof_paths
-    ]
-    return [member for member, key in zip(members, keys, strict=True) if key == keys[0]]
-
-
-# --------------------------------------------------------------------------- search
 
 
 @dataclass
@@ -661,7 +378,7 @@ class Search:
         elapsed: float,
     ) -> bool:
         """A move that turns sentence embeddings on, with none cached yet, whose encoding alone would end past
-        `budget_s` (src.pipeline.compiler.embedding_cost): recent nodes' durations do not predict it."""
+        `budget_s` (src.pipeline.code.compiler.embedding_cost): recent nodes' durations do not predict it."""
         if proposal.plan is None or proposal.plan.preprocessing.text.representation == "tfidf":
             return False
         parent = ((proposal.parent.plan or {}).get("preprocessing") or {}).get("text") or {}
@@ -791,7 +508,7 @@ class Search:
         if self.diversify_prob > 0 and rng.random() < self.diversify_prob:
             leaders: dict[tuple[Any, ...], Node] = {}
             for node in ranked:
-                leaders.setdefault(_signature(node), node)
+                leaders.setdefault(signature(node), node)
             others = list(leaders.values())[1:]
             ids = {n.id for n in others}
             order = others + [n for n in ranked if n.id not in ids]
@@ -837,7 +554,7 @@ class Search:
     ) -> Node | None:
         """The blend node of the best distinct nodes: weights (or a stack) fitted on their out-of-fold
         predictions, its own out-of-fold predictions combined from the members' recorded outputs by the code its
-        script embeds (src.pipeline.blend_outputs), graded like any node's. The script runs its members afresh
+        script embeds (src.pipeline.search.blend_outputs), graded like any node's. The script runs its members afresh
         when the solution is used; here they already ran."""
         slug = ctx.facts.get("slug")
         ranked = self._ranked(journal, state)

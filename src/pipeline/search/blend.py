@@ -8,7 +8,7 @@ combines whole solutions, each with its own preprocessing (word vs character n-g
 transforms), which is where diversity comes from. The weights are chosen by greedy forward selection with
 replacement on the out-of-fold predictions of the public train — inner validation only, as AutoGluon's weighted
 ensemble does. The blend script writes each member's script beside itself, runs it on ./input/, and combines the
-members' submission.csv and oof_submission.csv with the fitted weights (src.pipeline.blend_outputs, embedded
+members' submission.csv and oof_submission.csv with the fitted weights (src.pipeline.search.blend_outputs, embedded
 verbatim), so the blend's own out-of-fold file is graded like any other node's.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from src.pipeline import blend_outputs
-from src.pipeline.blend_outputs import STACK_LEARNERS, STACK_METHODS, blend_arrays, stacked_oof
+from src.pipeline.search import blend_outputs
+from src.pipeline.search.blend_outputs import STACK_LEARNERS, STACK_METHODS, blend_arrays, stacked_oof
 from src.tasks.metrics import Metric
 
 TEMPLATE = Path(__file__).parent / "templates" / "blend.py.tmpl"

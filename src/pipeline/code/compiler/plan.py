@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from src.errors import PipesynthError
-from src.pipeline.compiler import catalog
+from src.pipeline.code.compiler import catalog
 
 CLASSIFICATION = ("binary_classification", "multiclass_classification", "multilabel_classification")
 # "auto" is resolved from the models by `effective_preprocessing` (so a repaired plan re-resolves it)

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from src.pipeline.compiler import catalog
-from src.pipeline.compiler.plan import ModelSpec, Plan, base_plan, finalize, is_classification
+from src.pipeline.code.compiler import catalog
+from src.pipeline.code.compiler.plan import ModelSpec, Plan, base_plan, finalize, is_classification
 
 # a number with at least one digit: 0.05, .5, 1e-3, 1,000
 NUM = r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)"

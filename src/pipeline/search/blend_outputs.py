@@ -1,6 +1,6 @@
 """How a blend combines its members' predictions — one source for the search and for the blend script.
 
-The search (src.pipeline.blend) fits the weights on the members' out-of-fold predictions with these functions,
+The search (src.pipeline.search.blend) fits the weights on the members' out-of-fold predictions with these functions,
 and the blend script it writes embeds this module's source verbatim, so the predictions the weights were fitted
 on and the predictions the script submits are combined the same way. numpy and pandas only: the script runs in
 the sandbox without pipesynth.

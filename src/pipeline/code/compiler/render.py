@@ -12,8 +12,8 @@ from string import Template
 from typing import Any
 
 from src.errors import PipesynthError
-from src.pipeline.compiler import catalog
-from src.pipeline.compiler.plan import (
+from src.pipeline.code.compiler import catalog
+from src.pipeline.code.compiler.plan import (
     CLASSIFICATION,
     Plan,
     check_facts,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from src.pipeline.coder_base import CodeResult, ExecutionLike
-from src.pipeline.compiler.parse import parse_plan
-from src.pipeline.compiler.plan import Plan, finalize
-from src.pipeline.compiler.render import render_script
-from src.pipeline.compiler.repair import repair_plan
+from src.pipeline.code.base import CodeResult, ExecutionLike
+from src.pipeline.code.compiler.parse import parse_plan
+from src.pipeline.code.compiler.plan import Plan, finalize
+from src.pipeline.code.compiler.plan_repair import repair_plan
+from src.pipeline.code.compiler.render import render_script
 
 
 class CompilerCoder:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from src.pipeline.compiler.plan import default_plan
-from src.pipeline.compiler.render import render_script
+from src.pipeline.code.compiler.plan import default_plan
+from src.pipeline.code.compiler.render import render_script
 
 
 def render_baseline_gbdt(task_public_facts: dict[str, Any], seed: int = 0) -> str:
