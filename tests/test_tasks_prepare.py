@@ -362,10 +362,10 @@ def test_paper_task_configs_on_kaggle_shaped_downloads(kaggle_dir: Path, tmp_pat
 
 def test_bad_splitter_config_is_one_clear_error(kaggle_dir: Path, tmp_path: Path) -> None:
     task = load_task(kaggle_dir, "titanic")
-    task.split = {**task.split, "_target_": "src.tasks.prepare.TimeSplit", "time_columns": ["Departure"]}
+    task.split = {**task.split, "_target_": "src.tasks.splits.TimeSplit", "time_columns": ["Departure"]}
     with pytest.raises(PipesynthError, match="time column 'Departure'"):
         prepare_task(task, tmp_path)
-    task.split = {"_target_": "src.tasks.prepare.NoSuchSplit"}
+    task.split = {"_target_": "src.tasks.splits.NoSuchSplit"}
     with pytest.raises(PipesynthError, match="cannot build its splitter"):
         prepare_task(task, tmp_path)
 

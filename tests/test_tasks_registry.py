@@ -30,7 +30,7 @@ def test_real_task_facts_and_config(kaggle_dir: Path) -> None:
     assert bike.teams == 3242 and bike.has_leaderboard and bike.has_data
     assert bike.notes == ["train has casual and registered columns that test lacks"]
     assert (
-        bike.split["_target_"] == "src.tasks.prepare.TimeSplit"
+        bike.split["_target_"] == "src.tasks.splits.TimeSplit"
     )  # from conf/task_overrides/bike-sharing-demand.yaml
     assert bike.split["time_columns"] == ["datetime"] and bike.split["test_fraction"] == 0.2
     titanic = load_task(kaggle_dir, "titanic")

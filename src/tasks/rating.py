@@ -41,7 +41,8 @@ from hydra.utils import get_class
 
 from src.errors import PipesynthError
 from src.tasks.metrics import Metric, get_metric
-from src.tasks.registry import Task
+from src.tasks.splits import OfficialTestSplit
+from src.tasks.task import Task
 
 FLAG_TEXT = {
     "rolling": "rolling leaderboard",
@@ -287,8 +288,6 @@ def _leaderboard_flags(task: Task, frame: pd.DataFrame, metric: Metric) -> list[
 
 
 def _official_test(task: Task) -> bool:
-    from src.tasks.prepare import OfficialTestSplit
-
     target = task.split.get("_target_")
     return bool(target) and issubclass(get_class(target), OfficialTestSplit)
 

@@ -13,7 +13,6 @@ and `leaderboard`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,95 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
 from src.tasks.metrics import get_metric
+from src.tasks.task import DEFAULT_FILES, DEFAULT_SPLIT, Task
 
 # not conf/tasks/: a config folder named like the runner's `tasks=[...]` key would turn that key into a group
 DEFAULT_OVERRIDES_DIR = REPO_ROOT / "conf" / "task_overrides"
 REQUIRED_FIELDS = ("title", "data_type", "task_type", "targets", "metric", "higher_is_better")
-CLASSIFICATION_TYPES = ("binary_classification", "multiclass_classification", "multilabel_classification")
-
-# Used when neither the suite nor conf/task_overrides/<slug>.yaml says otherwise (the suites compose the same
-# file): a seeded random split of raw/train.csv, stratified by the labels for classification tasks, capped.
-DEFAULT_SPLIT_PATH = REPO_ROOT / "conf" / "split" / "default.yaml"
-DEFAULT_SPLIT: dict[str, Any] = OmegaConf.to_container(OmegaConf.load(DEFAULT_SPLIT_PATH))  # type: ignore[assignment]
-DEFAULT_FILES: dict[str, Any] = {
-    "train": "train.csv",  # the labelled file the split is carved from
-    "test": "test.csv",  # Kaggle's unlabelled test: its columns say which features a solution may see
-    "sample_submission": None,  # None: the one raw/*ubmission*.csv, if any
-    "copy": [],  # label-free extra files copied into public/ as they are (e.g. a data dictionary)
-    # extra tables left-joined by key onto train and test before the split: [{file, key, columns (optional)}]
-    "join": [],
-    # how a raw table is read, by file extension (an override adds or replaces single extensions)
-    "readers": {
-        "csv": {"_target_": "src.tasks.prepare.CsvReader"},
-        "json": {"_target_": "src.tasks.prepare.JsonReader"},
-        "jsonl": {"_target_": "src.tasks.prepare.JsonReader", "lines": True},
-        "ndjson": {"_target_": "src.tasks.prepare.JsonReader", "lines": True},
-    },
-}
-
-
-@dataclass
-class Task:
-    """One competition: its facts (task.json) plus the project's config for it (split, files, leaderboard)."""
-
-    slug: str
-    title: str
-    data_type: str
-    task_type: str
-    id_column: str | None
-    targets: list[str]
-    metric: str
-    higher_is_better: bool
-    root: Path
-    teams: int | None = None
-    notes: list[str] = field(default_factory=list)
-    leaderboard_source: str | None = None
-    split: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPLIT))
-    files: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FILES))
-    # caveats of the real leaderboard, declared in config (e.g. ["rolling", "leaked"]) with a note
-    leaderboard_flags: list[str] = field(default_factory=list)
-    leaderboard_note: str | None = None
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def description_path(self) -> Path:
-        return self.root / "description.md"
-
-    @property
-    def leaderboard_path(self) -> Path:
-        return self.root / "leaderboard.csv"
-
-    @property
-    def has_leaderboard(self) -> bool:
-        return self.leaderboard_path.is_file()
-
-    @property
-    def is_classification(self) -> bool:
-        return self.task_type in CLASSIFICATION_TYPES
-
-    @property
-    def download_command(self) -> str:
-        return f"kaggle competitions download -c {self.slug} -p {self.raw_dir}"
-
-    @property
-    def has_data(self) -> bool:
-        """True when the labelled training file is present in raw/ (as a file or inside a Kaggle zip)."""
-        from src.tasks.prepare import find_raw_file
-
-        return find_raw_file(self, self.files["train"]) is not None
-
-    def require_data(self) -> None:
-        """Raise one clear error naming the folder expected and the Kaggle command that fills it."""
-        if not self.has_data:
-            raise PipesynthError(
-                f"task '{self.slug}' has no data: expected {self.files['train']} (or the same name as "
-                f"{'/'.join(self.files.get('readers') or {})}) in {self.raw_dir}",
-                f"download it with `{self.download_command}` (accept the competition rules on kaggle.com "
-                f"first); the zip may stay as it is or be unzipped there",
-            )
 
 
 def _read_task_json(path: Path) -> dict[str, Any]:
