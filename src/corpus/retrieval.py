@@ -30,6 +30,7 @@ import yaml
 from src.corpus.contamination import Exclusion
 from src.corpus.families import best_ranked, load_rules, majority_family
 from src.corpus.filters import data_type_components
+from src.corpus.hyperparameters import stated_params
 from src.errors import PipesynthError
 
 log = logging.getLogger(__name__)
@@ -380,9 +381,7 @@ class FamilyVote:
 
 def _stated_params(text: str) -> dict[str, Any]:
     # the compiler's own reading of stated hyperparameters, so a voted setting is one the coder understands
-    from src.pipeline.code.compiler.parse import _params
-
-    return _params(text.lower())
+    return stated_params(text.lower())
 
 
 def vote_family(

@@ -157,6 +157,16 @@ def read_public_task(public_dir: str | Path) -> tuple[dict[str, Any], str]:
     return facts, description
 
 
+def setting(cfg: DictConfig, key: str) -> Any:
+    """A generation setting (conf/generation/default.yaml); a config without it is an error, not a default here."""
+    if key not in cfg:
+        raise PipesynthError(
+            f"the generation config has no `{key}`",
+            "compose conf/generation/default.yaml (conf/generate.yaml and conf/solution/generate.yaml include it)",
+        )
+    return cfg[key]
+
+
 def coder_facts(facts: dict[str, Any], public_dir: Path) -> dict[str, Any]:
     """The public facts plus the data files' columns (what an LLM coder needs to write loading code)."""
     files = {}
@@ -172,7 +182,7 @@ def instruction_prompt(cfg: DictConfig, client: Any) -> DictConfig:
     run saved one (unless `prompt_from_adapter: false`), else `cfg.prompt`. An adapter sampled through
     another template than its training one writes off-format text, so a mismatch is resolved and logged."""
     trained = getattr(inner_client(client), "train_prompt_cfg", None)
-    if trained is None or not cfg.get("prompt_from_adapter", True):
+    if trained is None or not setting(cfg, "prompt_from_adapter"):
         return cfg.prompt
     configured = OmegaConf.to_container(cfg.prompt, resolve=True)
     if OmegaConf.to_container(trained, resolve=True) != configured:
@@ -199,15 +209,15 @@ def build_instructor(cfg: DictConfig, client: Any, retriever: Any = None) -> Ins
     return InstructionGenerator(
         template=template,
         categories=load_metric_categories(cfg.get("metric_categories")),
-        k=int(cfg.get("k", 3)),
-        temperature=float(cfg.get("temperature", 0.7)),
-        max_tokens=cfg.get("max_tokens"),
-        max_resample=int(cfg.get("max_resample", 2)),
-        resample_budget_s=cfg.get("resample_budget_s"),
-        max_prompt_tokens=cfg.get("max_prompt_tokens"),
-        max_description_chars=cfg.get("max_description_chars", 4000),
+        k=int(setting(cfg, "k")),
+        temperature=float(setting(cfg, "temperature")),
+        max_tokens=setting(cfg, "max_tokens"),
+        max_resample=int(setting(cfg, "max_resample")),
+        resample_budget_s=setting(cfg, "resample_budget_s"),
+        max_prompt_tokens=setting(cfg, "max_prompt_tokens"),
+        max_description_chars=setting(cfg, "max_description_chars"),
         seed=int(cfg.get("seed", 0)),
-        sampling=str(cfg.get("sampling", "free")),
+        sampling=str(setting(cfg, "sampling")),
         sections=OmegaConf.to_container(cfg.sections, resolve=True) if cfg.get("sections") else None,
         retrieval=retrieval,
         decide=decide,
@@ -265,7 +275,7 @@ class Pipeline:
                     f"the generation config has no `{key}`", f"add `- {key}: ...` to its defaults"
                 )
         # a local model on a few shared cores: extra threads spin against each other (10x slower seen)
-        set_torch_threads(cfg.get("threads"))
+        set_torch_threads(setting(cfg, "threads"))
         client = SerialClient(client if client is not None else build_client(cfg.llm))
         instructor = build_instructor(cfg, client)
         sandbox_kwargs = {}
@@ -277,9 +287,9 @@ class Pipeline:
             refiner=_with_client(cfg.refine, client),
             coder=_with_client(cfg.coder, client),
             sandbox=instantiate(cfg.sandbox, **sandbox_kwargs),
-            repair_rounds=int(cfg.get("repair_rounds", 2)),
-            verify=str(cfg.get("verify", "auto")),
-            keep_work=bool(cfg.get("keep_work", False)),
+            repair_rounds=int(setting(cfg, "repair_rounds")),
+            verify=str(setting(cfg, "verify")),
+            keep_work=bool(setting(cfg, "keep_work")),
             search=instantiate(cfg.search, _convert_="all") if cfg.get("search") else None,
             config={
                 "llm": getattr(client, "model_id", "?"),
@@ -292,8 +302,8 @@ class Pipeline:
                 "sampling": instructor.sampling,
                 "retrieval": instructor.retrieval,
                 "decide": instructor.decide,
-                "repair_rounds": int(cfg.get("repair_rounds", 2)),
-                "verify": str(cfg.get("verify", "auto")),
+                "repair_rounds": int(setting(cfg, "repair_rounds")),
+                "verify": str(setting(cfg, "verify")),
                 "search": (cfg.get("search") or {}).get("name"),
             },
         )

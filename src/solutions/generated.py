@@ -16,14 +16,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import resolve_threads
+from src.pipeline.generate import Pipeline
 from src.solutions.providers import SolutionBuild
 
 
 class GeneratedSolution:
     """Build a solution script per task with `src.pipeline.generate.Pipeline` (config: conf/solution/generate.yaml)."""
 
-    def __init__(self, name: str = "generate", **cfg: Any) -> None:
+    def __init__(self, name: str = "generate", suite_workers: int = 1, **cfg: Any) -> None:
         self.name = name
+        self.suite_workers = max(1, int(suite_workers))
         # `_recursive_: false`: the llm/refine/coder/sandbox configs stay configs until the pipeline needs them
         self.cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
         self._pipeline: Any = None
@@ -34,8 +37,10 @@ class GeneratedSolution:
         """The pipeline, built on first use (loading a local model takes seconds; a replay needs none)."""
         with self._lock:
             if self._pipeline is None:
-                from src.pipeline.generate import Pipeline
-
+                if str(self.cfg.get("threads")) == "auto":
+                    # the suite's other tasks run sandboxes beside the model: a thread waiting for a busy core
+                    # slows every op (10x seen), so the idle cores are shared among the tasks run at once
+                    self.cfg.threads = max(1, (resolve_threads("auto") or 1) // self.suite_workers)
                 self._pipeline = Pipeline.from_config(self.cfg)
             return self._pipeline
 

@@ -1,14 +1,14 @@
 """Tasks, by job (lower modules first; none imports a higher one):
 
-    metrics   the metrics, each with its declared direction
-    task      `Task` (task.json facts + config) and where its raw files are
-    readers   raw tables read as text (CSV, JSON, JSON lines), joins
-    splits    public/private split rules (random, stratified, time, group, official test)
-    cache     the prepared-task cache (manifest, fingerprint)
-    registry  task folders + conf/task_overrides/ -> `Task`; suites
-    prepare   raw files -> public/ + private/ (the cached preparation)
-    grading   submission.csv vs private answers -> score (or None: invalid)
-    rating    score -> leaderboard position with a bootstrap interval, medals
+metrics   the metrics, each with its declared direction
+task      `Task` (task.json facts + config) and where its raw files are
+readers   raw tables read as text (CSV, JSON, JSON lines), joins
+splits    public/private split rules (random, stratified, time, group, official test)
+cache     the prepared-task cache (manifest, fingerprint)
+registry  task folders + conf/task_overrides/ -> `Task`; suites
+prepare   raw files -> public/ + private/ (the cached preparation)
+grading   submission.csv vs private answers -> score (or None: invalid)
+rating    score -> leaderboard position with a bootstrap interval, medals
 """
 
 from src.tasks.grading import Grade, grade

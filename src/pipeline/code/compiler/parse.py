@@ -14,66 +14,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from src.corpus.hyperparameters import NUM, SEP, compile_patterns, first_match, number, stated_params
 from src.pipeline.code.compiler import catalog
 from src.pipeline.code.compiler.plan import ModelSpec, Plan, base_plan, finalize, is_classification
 
-# a number with at least one digit: 0.05, .5, 1e-3, 1,000
-NUM = r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)"
-SEP = r"\s*(?:=|:|of|to|is|set to|equal to|as|value of)?\s*"
 SECTION_KEYS = {
     "preprocessing": ("preprocess", "feature engineering", "data preparation", "data loading", "cleaning"),
     "model": ("architecture", "model training", "training", "model"),
     "prediction": ("predict", "submission", "inference", "output", "testing", "evaluation"),
 }
-
-
-def _n(*names: str) -> str:
-    return r"(?:" + "|".join(names) + r")"
-
-
-# (canonical parameter, patterns whose group 1 is the value); applied to every model, the catalog keeps the
-# parameters each family has
-PARAM_PATTERNS: list[tuple[str, list[str]]] = [
-    (
-        "n_estimators",
-        [
-            rf"\b{_n('n_estimators', 'num_boost_round', 'num_iterations', 'num_rounds', 'n_rounds', 'nrounds', 'number of (?:trees|estimators|boosting rounds|iterations)')}{SEP}{NUM}",
-            rf"{NUM}\s+(?:decision trees|trees|estimators|boosting rounds|boosting iterations)\b",
-        ],
-    ),
-    ("learning_rate", [rf"\b{_n('learning[_ ]rate', 'lr', 'eta')}{SEP}{NUM}"]),
-    ("num_leaves", [rf"\b{_n('num_leaves', 'number of leaves', 'max_leaves')}{SEP}{NUM}"]),
-    ("max_leaf_nodes", [rf"\b{_n('max_leaf_nodes', 'num_leaves')}{SEP}{NUM}"]),
-    ("max_depth", [rf"\b{_n('max_depth', 'maximum depth', 'max depth', 'depth')}{SEP}{NUM}"]),
-    ("min_child_samples", [rf"\b{_n('min_child_samples', 'min_data_in_leaf')}{SEP}{NUM}"]),
-    ("min_samples_leaf", [rf"\b{_n('min_samples_leaf', 'min_data_in_leaf')}{SEP}{NUM}"]),
-    ("subsample", [rf"\b{_n('subsample', 'bagging_fraction')}{SEP}{NUM}"]),
-    ("colsample_bytree", [rf"\b{_n('colsample_bytree', 'feature_fraction')}{SEP}{NUM}"]),
-    ("reg_alpha", [rf"\b{_n('reg_alpha', 'lambda_l1')}{SEP}{NUM}"]),
-    ("reg_lambda", [rf"\b{_n('reg_lambda', 'lambda_l2')}{SEP}{NUM}"]),
-    ("l2_regularization", [rf"\b{_n('l2_regularization', 'reg_lambda', 'lambda_l2')}{SEP}{NUM}"]),
-    (
-        "C",
-        [
-            rf"\bc\s*(?:=|:|of|value of|parameter of)\s*{NUM}",
-            rf"regulari[sz]ation (?:parameter|strength) (?:\(?c\)? )?(?:of|=|:)?\s*{NUM}",
-        ],
-    ),
-    ("alpha", [rf"\balpha{SEP}{NUM}"]),
-    ("l1_ratio", [rf"\bl1_ratio{SEP}{NUM}"]),
-    (
-        "n_neighbors",
-        [rf"\b{_n('n_neighbors', 'k')}\s*(?:=|:|of)\s*{NUM}", rf"\b{NUM}\s*(?:nearest )?neighbou?rs"],
-    ),
-    ("max_iter", [rf"\b{_n('max_iter', 'epochs', 'number of epochs')}{SEP}{NUM}", rf"\b{NUM}\s+epochs"]),
-    ("batch_size", [rf"\bbatch[_ ]size{SEP}{NUM}"]),
-    ("learning_rate_init", [rf"\b{_n('learning_rate_init', 'learning[_ ]rate', 'lr')}{SEP}{NUM}"]),
-]
-CHOICE_PATTERNS: list[tuple[str, str]] = [
-    ("max_features", r"\bmax_features\s*=\s*['\"]?(sqrt|log2|[\d.]+)"),
-    ("gamma", r"\bgamma\s*=\s*['\"]?(scale|auto)"),
-    ("weights", r"\bweights\s*=\s*['\"]?(uniform|distance)"),
-]
 
 
 @dataclass
@@ -109,27 +58,11 @@ def split_sections(text: str) -> dict[str, str]:
     return {key: "\n".join(lines).lower() for key, lines in sections.items()}
 
 
-def _compile(patterns: list[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
-
-
-def _first(patterns: list[str], text: str) -> re.Match[str] | None:
-    return _compile(patterns).search(text) if patterns else None
-
-
-def _number(raw: str) -> float | None:
-    raw = raw.replace(",", "")
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
 def find_models(text: str) -> list[Mention]:
     """Every model family named in `text`, first mention first (one mention per vocabulary entry)."""
     mentions = []
     for entry in catalog.vocabulary()["models"]:
-        match = _first(entry["patterns"], text)
+        match = first_match(entry["patterns"], text)
         if match:
             mentions.append(Mention(match.start(), match.group(0).strip(), entry))
     return sorted(mentions, key=lambda m: m.position)
@@ -189,7 +122,7 @@ def _choose_models(sections: dict[str, str], whole: str, plan: Plan) -> list[tup
         model = _model_from_mention(mention, kind)
         if model is not None and all(m.family != model.family for _, m in candidates):
             candidates.append((mention, model))
-    if _first(vocab["ensemble"], whole):
+    if first_match(vocab["ensemble"], whole):
         chosen = candidates
     else:
         available = [c for c in candidates if "family" in c[0].entry]
@@ -212,7 +145,7 @@ def _choose_models(sections: dict[str, str], whole: str, plan: Plan) -> list[tup
             used = " + ".join(m.family for _, m in chosen)
             used = f"{features} + {used}" if features else used
             plan.substitute(requested, used, _substitution_reason(entry))
-    if _first(vocab["stacking"], whole) and len(chosen) > 1:
+    if first_match(vocab["stacking"], whole) and len(chosen) > 1:
         plan.substitute(
             "stacking with a meta-learner", "average of the base models", "keeps the one-minute budget"
         )
@@ -225,31 +158,6 @@ def _choose_models(sections: dict[str, str], whole: str, plan: Plan) -> list[tup
     ]
 
 
-def _params(text: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name, patterns in PARAM_PATTERNS:
-        match = _first(patterns, text)
-        if not match:
-            continue
-        raw = next((g for g in match.groups() if g), None)
-        value = _number(raw) if raw else None
-        if value is None:
-            continue
-        params.setdefault(name, value)
-    for name, pattern in CHOICE_PATTERNS:
-        match = re.search(pattern, text)
-        if match and name not in params:
-            params[name] = _number(match.group(1)) if _number(match.group(1)) is not None else match.group(1)
-    layers = re.search(r"hidden_layer_sizes\s*=\s*\(?\s*([\d,\s]+)\)?", text)
-    if layers:
-        params["hidden_layer_sizes"] = [int(v) for v in re.findall(r"\d+", layers.group(1))][:4]
-    else:
-        units = [int(v) for v in re.findall(r"\b(\d{1,4})\s+(?:units|neurons|nodes|hidden units)\b", text)]
-        if units:
-            params["hidden_layer_sizes"] = units[:4]
-    return params
-
-
 def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.;])\s+|\n", text) if s.strip()]
 
@@ -258,7 +166,7 @@ def _pick(options: dict[str, list[str]], text: str) -> str | None:
     """The option whose pattern appears first in `text` (None when none does)."""
     best: tuple[int, str] | None = None
     for option, patterns in options.items():
-        match = _first(patterns, text)
+        match = first_match(patterns, text)
         if match and (best is None or match.start() < best[0]):
             best = (match.start(), option)
     return best[1] if best else None
@@ -267,7 +175,7 @@ def _pick(options: dict[str, list[str]], text: str) -> str | None:
 def _preprocessing(plan: Plan, sections: dict[str, str], whole: str) -> None:
     vocab = catalog.vocabulary()
     pre = plan.preprocessing
-    missing_context = _compile(vocab["missing_context"])
+    missing_context = compile_patterns(vocab["missing_context"])
     about_missing = " ".join(s for s in _sentences(whole) if missing_context.search(s))
     impute = _pick(vocab["imputation"], about_missing)
     if impute:
@@ -278,12 +186,12 @@ def _preprocessing(plan: Plan, sections: dict[str, str], whole: str) -> None:
     scaling = _pick(vocab["scaling"], whole)
     if scaling:
         pre.scaling = scaling
-    if not is_classification(plan) and _first(vocab["log_target"], whole):
+    if not is_classification(plan) and first_match(vocab["log_target"], whole):
         pre.log_target = True
 
     text = pre.text
-    tfidf = _first(vocab["tfidf"], whole)
-    char = _first(vocab["char_ngrams"], whole)
+    tfidf = first_match(vocab["tfidf"], whole)
+    char = first_match(vocab["char_ngrams"], whole)
     if tfidf or char:
         if not text.enabled:
             text.enabled = True
@@ -291,7 +199,7 @@ def _preprocessing(plan: Plan, sections: dict[str, str], whole: str) -> None:
                 text.analyzers = ["word"]
         if plan.data_type == "text" or char:
             text.analyzers = ["word", "char_wb"] if char else ["word"]
-    if _first(vocab["term_counts"], whole) and not _first(vocab["tfidf_weights"], whole):
+    if first_match(vocab["term_counts"], whole) and not first_match(vocab["tfidf_weights"], whole):
         text.weighting = "counts"
     ngram = re.search(r"ngram_range\s*=\s*\(\s*(\d)\s*,\s*(\d)\s*\)", whole)
     if ngram:
@@ -307,7 +215,7 @@ def _preprocessing(plan: Plan, sections: dict[str, str], whole: str) -> None:
     for sentence in _sentences(whole):
         match = re.search(rf"\bmax_features{SEP}{NUM}", sentence)
         if match and re.search(r"vectori[sz]er|tf-?idf|count|vocab", sentence):
-            value = _number(match.group(1))
+            value = number(match.group(1))
             if value:
                 text.max_features = int(value)
             break
@@ -324,27 +232,27 @@ def _validation(plan: Plan, whole: str) -> None:
         value = int(next(g for g in folds.groups() if g))
         val.n_splits = value
         val.scheme = "kfold"
-    if _first(vocab["timeseries"], whole):
+    if first_match(vocab["timeseries"], whole):
         val.scheme = "timeseries"
-    elif _first(vocab["stratified"], whole) and is_classification(plan):
+    elif first_match(vocab["stratified"], whole) and is_classification(plan):
         val.scheme = "stratified"
-    elif not folds and _first(vocab["holdout"], whole):
+    elif not folds and first_match(vocab["holdout"], whole):
         val.scheme = "holdout"
     size = re.search(rf"\btest_size{SEP}{NUM}", whole) or re.search(
         r"\b(\d{1,2})\s*%\s*(?:of the data )?(?:for |as )?(?:validation|the validation|test)", whole
     )
     if size:
-        value = _number(size.group(1))
+        value = number(size.group(1))
         if value:
             val.holdout_fraction = value / 100 if value > 1 else value
-    if _first(vocab["early_stopping"], whole):
+    if first_match(vocab["early_stopping"], whole):
         plan.training.early_stopping = True
         rounds = re.search(
             rf"\b(?:early_stopping_rounds|patience|early stopping (?:rounds?|after|of|with))\s*(?:=|:|of)?\s*{NUM}",
             whole,
         )
-        if rounds and _number(rounds.group(1)):
-            plan.training.early_stopping_rounds = int(_number(rounds.group(1)) or 50)
+        if rounds and number(rounds.group(1)):
+            plan.training.early_stopping_rounds = int(number(rounds.group(1)) or 50)
 
 
 def parse_plan(instruction_text: str, task_public_facts: dict[str, Any], seed: int = 0) -> Plan:
@@ -358,19 +266,19 @@ def parse_plan(instruction_text: str, task_public_facts: dict[str, Any], seed: i
     vocab = catalog.vocabulary()
 
     chosen = _choose_models(sections, whole, plan)
-    params = _params(sections["model"] or whole) or _params(whole)
+    params = stated_params(sections["model"] or whole) or stated_params(whole)
     models = [model for model, _ in chosen]
     if models:
         defaults = {m.family: m.params for m in plan.models}  # e.g. the text default's C=4 for a linear model
         for model, own_text in chosen:
-            model.params = {**defaults.get(model.family, {}), **params, **_params(own_text)}
+            model.params = {**defaults.get(model.family, {}), **params, **stated_params(own_text)}
         plan.models = models
     elif params:
         for model in plan.models:  # numbers without a model name: they tune the default model
             model.params.update(params)
     _preprocessing(plan, sections, whole)
     _validation(plan, whole)
-    if _first(vocab["tuning"], whole):
+    if first_match(vocab["tuning"], whole):
         plan.note("hyperparameter search not run (one-minute budget): the named or default values are used")
     for pattern in vocab["ignored"]:
         match = re.search(pattern, whole)
