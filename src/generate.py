@@ -1,8 +1,9 @@
 """Generate a solution for one task: description -> ranked instructions -> refinement -> code -> solution.py.
 
-    python -m src.generate task=titanic                                  # offline: local SmolLM2 + newest
-                                                                         # qlora_smollm2_cpu adapter (else the base
-                                                                         # model), execution refinement, compiler
+    python -m src.generate task=titanic                                  # offline: Qwen2.5-Coder-0.5B + newest
+                                                                         # qlora_qwen05b_cpu adapter (else the base
+                                                                         # model), execution refinement, compiler,
+                                                                         # search (conf/generation/default.yaml)
     python -m src.generate task=../shared/data/kaggle/titanic            # any task folder (or a prepared public/)
     python -m src.generate task=titanic refine=multi_role coder=llm llm=openai llm.model=gpt-4o-mini
     python -m src.generate task=titanic refine=none verify=never         # the paper's path, no sandbox run
