@@ -37,26 +37,30 @@ def test_medals_on_synthetic_leaderboards_both_directions(teams: int) -> None:
     lower = [1 - s for s in higher]  # the same leaderboard for an error metric
     for metric, board in ((ACC, higher), (RMSE, lower)):
         at = board.__getitem__  # 0-based: at(pos - 1) is the score at 1-based position pos
-        for medal in ("gold", "silver", "bronze"):
-            # exactly the threshold earns the medal; a hair worse drops to the next band
-            assert rank_score(at(pos[medal] - 1), board, metric)["medal"] == medal
         eps = 1e-9 if metric.higher_is_better else -1e-9
-        assert rank_score(at(pos["gold"] - 1) - eps, board, metric)["medal"] == "silver"
-        assert rank_score(at(pos["bronze"] - 1) - eps, board, metric)["medal"] is None
+        for medal in ("gold", "silver", "bronze"):
+            # a hair better than the last medal team takes its place; tying it comes after it (Kaggle: the
+            # earlier submission wins a tie), which drops to the next band
+            assert rank_score(at(pos[medal] - 1) + eps, board, metric)["medal"] == medal
+            assert rank_score(at(pos[medal] - 1) + eps, board, metric)["position"] == pos[medal]
+        assert rank_score(at(pos["gold"] - 1), board, metric)["medal"] == (
+            "silver" if pos["silver"] > pos["gold"] else None
+        )
+        assert rank_score(at(pos["bronze"] - 1), board, metric)["medal"] is None
         assert rank_score(at(0) + eps, board, metric)["position"] == 1
 
 
 def test_position_ties_and_beaten_fraction() -> None:
     board = [0.9, 0.8, 0.8, 0.8, 0.7, 0.6]
     tied = rank_score(0.8, board, ACC)
-    assert tied["position"] == 2 and tied["teams"] == 6  # shares the position of the first 0.8
-    assert tied["beaten"] == 2 and tied["beaten_fraction"] == pytest.approx(2 / 6)
+    assert tied["position"] == 5 and tied["teams"] == 6  # after the three 0.8 teams, who submitted first
+    assert tied["tied"] == 3 and tied["beaten"] == 2 and tied["beaten_fraction"] == pytest.approx(2 / 6)
     assert rank_score(0.95, board, ACC)["position"] == 1
     last = rank_score(0.1, board, ACC)
     assert last["position"] == 7 and last["beaten"] == 0  # behind every team: M + 1
     assert rank_score(0.75, board, ACC)["position"] == 5
     # the same leaderboard for an error metric reads the other way
-    assert rank_score(0.8, board, RMSE)["position"] == 3 and rank_score(0.65, board, RMSE)["beaten"] == 5
+    assert rank_score(0.8, board, RMSE)["position"] == 6 and rank_score(0.65, board, RMSE)["beaten"] == 5
 
 
 def test_above_median_is_strict() -> None:
@@ -67,10 +71,10 @@ def test_above_median_is_strict() -> None:
 
 def test_rounding_to_the_leaderboard_precision_makes_ties() -> None:
     board = [0.9, 0.77511, 0.7]
-    assert rank_score(0.775114, board, ACC, decimals=5)["position"] == 2
+    assert rank_score(0.775114, board, ACC, decimals=5)["position"] == 3  # a tie, placed after the team
     assert rank_score(0.775114, board, ACC)["position"] == 2  # better than 0.77511 without rounding...
     assert rank_score(0.775106, board, ACC)["position"] == 3
-    assert rank_score(0.775106, board, ACC, decimals=5)["position"] == 2  # ...and a tie with it
+    assert rank_score(0.775106, board, ACC, decimals=5)["tied"] == 1  # ...and a tie with it
 
 
 def test_titanic_leaderboard_is_flagged(kaggle_dir: Path) -> None:
@@ -86,7 +90,7 @@ def test_titanic_leaderboard_is_flagged(kaggle_dir: Path) -> None:
 def test_spaceship_is_flagged_and_a_clean_task_is_not(kaggle_dir: Path) -> None:
     assert rate(load_task(kaggle_dir, "spaceship-titanic"), 0.8).flags
     horses = rate(load_task(kaggle_dir, "playground-series-s3e22"), 0.78181)
-    assert horses.flags == [] and horses.position == 1 and horses.medal == "gold"
+    assert horses.flags == [] and horses.position == 2 and horses.medal == "gold"  # ties the winner: after it
     board = pd.read_csv(kaggle_dir / "playground-series-s3e22" / "leaderboard.csv")
     assert horses.teams == len(board)
 
@@ -94,7 +98,7 @@ def test_spaceship_is_flagged_and_a_clean_task_is_not(kaggle_dir: Path) -> None:
 def test_lower_is_better_on_a_real_leaderboard(kaggle_dir: Path) -> None:
     task = load_task(kaggle_dir, "spooky-author-identification")
     board = pd.read_csv(task.leaderboard_path)["score"]
-    assert rate(task, float(board.iloc[0])).position == 1
+    assert rate(task, float(board.iloc[0]) - 1e-4).position == 1
     median = rate(task, float(board.median()) + 0.01)
     assert not median.above_median and median.medal is None
     assert rate(task, 10.0).beaten_fraction < 0.1
@@ -122,7 +126,7 @@ def test_leaderboard_against_the_declared_direction_is_flagged(kaggle_dir: Path,
     )
     rating = rate(load_task(tmp_path, "titanic", overrides_dir=None), 0.62)
     assert any("contradicts" in f for f in rating.flags)
-    assert rating.position == 2  # the declared direction still decides
+    assert rating.position == 3  # the declared direction still decides (after the tied 0.62)
 
 
 # ------------------------------------------------------------------ uncertainty (bootstrap of the test rows)
@@ -167,7 +171,7 @@ def test_a_medal_is_certain_only_when_the_whole_interval_is_in_its_band(kaggle_d
     assert gold > bronze
     tight = rate(task, gold + 0.01, np.full(200, gold + 0.01))
     assert tight.medal == "gold" and tight.medal_certain and tight.medal_probs["gold"] == 1.0
-    straddling = rate(task, gold, np.linspace(bronze - 0.01, gold + 0.01, 201))
+    straddling = rate(task, gold + 1e-4, np.linspace(bronze - 0.01, gold + 0.01, 201))
     assert straddling.medal == "gold" and straddling.medal_certain is False
     assert 0 < straddling.medal_probs["gold"] < 1 and straddling.medal_probs["none"] > 0
     assert straddling.position_high > medal_positions(straddling.teams)["bronze"]
@@ -243,3 +247,23 @@ def test_paired_resamples_cancel_the_test_rows_luck(kaggle_dir: Path, tmp_path: 
     broken = tmp_path / "broken.csv"
     weak.drop(columns="outcome").to_csv(broken, index=False)
     assert paired_beaten(task, prep, [paths[0], broken]) is None  # an invalid submission: no gain to sample
+
+
+def test_a_crowded_tie_at_the_top_is_ranked_as_kaggle_ranks_it() -> None:
+    """189 teams share the best score (a real board has that): an equal score comes after all of them, so no
+    gold; a better one is first; the bootstrap bands follow the same positions."""
+    from src.tasks.rating import positions_of
+
+    board = [1.0] * 189 + list(np.linspace(0.99, 0.5, 811))  # 1000 teams: gold = top 12, silver top 50
+    tied = rank_score(1.0, board, ACC)
+    assert tied["position"] == 190 and tied["tied"] == 189 and tied["medal"] is None
+    assert tied["beaten"] == 811
+    assert rank_score(0.995, board, ACC)["position"] == 190 and rank_score(0.995, board, ACC)["tied"] == 0
+    samples = np.array([1.0, 0.995, 0.5])
+    np.testing.assert_array_equal(
+        positions_of(samples, board, ACC), [rank_score(s, board, ACC)["position"] for s in samples]
+    )
+    lower = [1 - s for s in board]  # the same board for an error metric: a perfect 0 tied 189 times
+    assert rank_score(0.0, lower, RMSE)["position"] == 190 and rank_score(0.0, lower, RMSE)["medal"] is None
+    few = [0.9] * 3 + [0.5] * 7  # 10 teams: gold is position 1; three share the top
+    assert rank_score(0.95, few, ACC)["medal"] == "gold" and rank_score(0.9, few, ACC)["medal"] == "bronze"

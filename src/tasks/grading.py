@@ -150,6 +150,40 @@ def _labels(frame: pd.DataFrame, columns: list[str], known: set[str]) -> np.ndar
     return np.column_stack([keys[c].to_numpy() for c in columns])
 
 
+def _whole_numbers(array: np.ndarray, columns: list[str], metric: Metric) -> np.ndarray:
+    fractional = ~np.isclose(array, np.rint(array))
+    if fractional.any():
+        bad = [c for j, c in enumerate(columns) if fractional[:, j].any()]
+        raise InvalidSubmission(
+            f"{metric.name} scores whole-number ratings: column(s) {bad} hold {int(fractional.sum())} "
+            f"non-integer value(s), e.g. {_examples(np.unique(array[fractional]))}"
+        )
+    return np.rint(array)
+
+
+def _ranked_labels(cells: pd.Series, column: str, known: set[str], k: int) -> np.ndarray:
+    """(n, k) label keys of space-separated ranked labels per row (best first), padded with '' past the last."""
+    tokens = cells.str.split()
+    empty = tokens.map(len) == 0
+    if empty.any():
+        raise InvalidSubmission(
+            f"column '{column}' has {int(empty.sum())} empty row(s): give up to {k} labels"
+        )
+    ranked = np.full((len(cells), k), "", dtype=object)
+    unknown: set[str] = set()
+    for row, labels in enumerate(tokens):
+        for j, label in enumerate(labels[:k]):
+            key = _label_key(label)
+            if key not in known:
+                unknown.add(label)
+            ranked[row, j] = key
+    if unknown:
+        raise InvalidSubmission(
+            f"column '{column}' has {len(unknown)} label(s) outside the known labels, e.g. {_examples(unknown)}"
+        )
+    return ranked
+
+
 def _squeeze(array: np.ndarray) -> np.ndarray:
     return array[:, 0] if array.ndim == 2 and array.shape[1] == 1 else array
 
@@ -205,6 +239,14 @@ def _grade(prepared: PreparedTask, submission_path: Path) -> Grade:
             truth = answers[prepared.targets[0]].map(_label_key).to_numpy()
             class_keys = np.array([_label_key(c) for c in columns])
             y_true = (truth[:, None] == class_keys[None, :]).astype(float)
+        elif metric.ordinal:  # whole-number ratings, compared by their distance (quadratic weighted kappa)
+            y_true = _squeeze(_numeric_answers(answers, columns, metric))
+            y_pred = _squeeze(_whole_numbers(_numeric(frame, columns, metric), columns, metric))
+        elif metric.prediction == "ranking":
+            known = {_label_key(str(v)) for v in prepared.class_labels or []}
+            known |= set(answers[columns].stack().map(_label_key))
+            y_pred = _ranked_labels(frame[columns[0]], columns[0], known, int(metric.k or 1))
+            y_true = answers[columns[0]].map(_label_key).to_numpy()
         elif metric.prediction == "label":
             known = {_label_key(str(v)) for v in prepared.class_labels or []}
             known |= set(answers[columns].stack().map(_label_key))

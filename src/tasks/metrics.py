@@ -13,7 +13,10 @@ aligned input. The corpus's metric categories (e.g. "auc", "mse") map onto these
 
 from __future__ import annotations
 
+import importlib
 import math
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,12 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 from omegaconf import OmegaConf
+from scipy.stats import rankdata
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
 
-PredictionKind = Literal["label", "probability", "value"]
+PredictionKind = Literal["label", "probability", "value", "ranking"]
 Domain = Literal["any", "non_negative", "positive"]
 
 DEFAULT_CATEGORIES_PATH = REPO_ROOT / "conf" / "metric_categories" / "code4ml.yaml"
@@ -38,7 +42,8 @@ LOG_LOSS_EPS = 1e-15  # Kaggle's clipping for multi-class log loss
 class Metric:
     """A scoring function with a declared direction.
 
-    prediction: "label" (a class label per row), "probability" (scores in [0, 1]) or "value" (a number).
+    prediction: "label" (a class label per row), "probability" (scores in [0, 1]), "value" (a number) or
+        "ranking" (up to `k` class labels per row, best first, space-separated in one column: MAP@k).
     domain: which predicted values the metric is defined for ("positive" for a log, "non_negative" for log1p).
     perfect: the best attainable score, used to spot leaked leaderboards (None where there is no such bound).
     """
@@ -55,6 +60,10 @@ class Metric:
     # bootstrap in one pass: (y_true, y_pred, counts (B, n) of each row in each resample) -> (B,) scores;
     # None: the resamples are scored one at a time through fn
     resampled: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+    # True: labels are ordered whole numbers (ratings), graded as numbers (quadratic weighted kappa)
+    ordinal: bool = False
+    k: int | None = None  # labels per row of a "ranking" prediction
+    source: str | None = None  # a user metric: the `module:function` it calls
 
     def __call__(self, y_true: Any, y_pred: Any) -> float:
         return float(self.fn(np.asarray(y_true), np.asarray(y_pred)))
@@ -265,6 +274,173 @@ def _first(m: np.ndarray) -> np.ndarray:
     return m.mean(axis=1)
 
 
+# --------------------------------------------------------------------------- further Kaggle metrics
+# Label metrics below score label *keys* or plain labels alike: the grader passes "int:1"-style keys (so that
+# "1" and "1.0" are one label), tests and scripts pass values.
+
+POSITIVE_NAMES = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+
+
+def _positive_label(labels: np.ndarray) -> Any:
+    """Binary F1's positive class: the label reading as 1 / true / yes, else the greatest label (sorted)."""
+    values = sorted({str(v) for v in labels.ravel()})
+    for value in values:
+        if value.split(":", 1)[-1].strip().lower() in POSITIVE_NAMES:
+            return value
+    return values[-1]
+
+
+def _pair_codes(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Class indices of true and predicted labels over their sorted union (labels compared as text)."""
+    t, p = np.asarray(t).ravel().astype(str), np.asarray(p).ravel().astype(str)
+    classes = sorted(set(t) | set(p))
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[v] for v in t]), np.array([index[v] for v in p]), classes
+
+
+def _confusions(t_codes: np.ndarray, p_codes: np.ndarray, n_classes: int, counts: np.ndarray) -> np.ndarray:
+    """(B, C, C) confusion matrices (true x predicted) of each resample, from per-row counts (B, n)."""
+    onehot = np.zeros((len(t_codes), n_classes * n_classes))
+    onehot[np.arange(len(t_codes)), t_codes * n_classes + p_codes] = 1.0
+    return (counts @ onehot).reshape(len(counts), n_classes, n_classes)
+
+
+def _f1_from_confusions(conf: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(B, len(columns)) F1 of the given classes; a class never true nor predicted scores 0 (sklearn's rule)."""
+    tp = conf[:, columns, columns]
+    predicted, actual = conf.sum(axis=1)[:, columns], conf.sum(axis=2)[:, columns]
+    denom = predicted + actual
+    return np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
+def _f1_resampled(t: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    t_codes, p_codes, classes = _pair_codes(t, p)
+    positive = classes.index(_positive_label(np.asarray(classes)))
+    conf = _confusions(t_codes, p_codes, len(classes), counts)
+    return _f1_from_confusions(conf, np.array([positive]))[:, 0]
+
+
+def _macro_f1_resampled(t: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    # sklearn's macro average runs over the labels present in truth or prediction of the scored rows
+    t_codes, p_codes, classes = _pair_codes(t, p)
+    conf = _confusions(t_codes, p_codes, len(classes), counts)
+    f1 = _f1_from_confusions(conf, np.arange(len(classes)))
+    present = (conf.sum(axis=1) + conf.sum(axis=2)) > 0
+    return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+
+def _once(resampled: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
+    """The metric on the rows as given: one resample holding every row once."""
+
+    def fn(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(resampled(y_true, y_pred, np.ones((1, len(np.asarray(y_true).ravel()))))[0])
+
+    return fn
+
+
+def _ratings(a: np.ndarray) -> np.ndarray:
+    values = _float(np.asarray(a)).ravel()
+    return np.rint(values).astype(np.int64)
+
+
+def _qwk_resampled(t: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Quadratic weighted kappa (Kaggle's): ratings from min to max of truth and prediction; 1 - sum(W*O)/sum(W*E)."""
+    t, p = _ratings(t), _ratings(p)
+    low, high = int(min(t.min(), p.min())), int(max(t.max(), p.max()))
+    n_ratings = high - low + 1
+    if n_ratings == 1:
+        return np.ones(len(counts))  # one rating everywhere: perfect agreement
+    observed = _confusions(t - low, p - low, n_ratings, counts)
+    total = observed.sum(axis=(1, 2))
+    expected = observed.sum(axis=2)[:, :, None] * observed.sum(axis=1)[:, None, :] / total[:, None, None]
+    grid = np.arange(n_ratings)
+    weights = (grid[:, None] - grid[None, :]) ** 2 / (n_ratings - 1) ** 2
+    num, den = (weights * observed).sum(axis=(1, 2)), (weights * expected).sum(axis=(1, 2))
+    return np.where(den > 0, 1.0 - num / np.where(den > 0, den, 1.0), 1.0)
+
+
+def _map_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Average precision at k of each row with one true label: 1 / (rank of its first hit), 0 without one."""
+    truth = np.asarray(t).ravel().astype(str)
+    ranked = np.asarray(p).astype(str)
+    ranked = ranked.reshape(len(truth), -1)
+    hits = ranked == truth[:, None]
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    return np.divide(1.0, first, out=np.zeros(len(truth)), where=first > 0)
+
+
+def _median_absolute_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.median(np.abs(_float(y_true).ravel() - _float(y_pred).ravel())))
+
+
+def _binary_log_loss_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    t, p = _float(t).ravel(), np.clip(_float(p).ravel(), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    return -(t * np.log(p) + (1.0 - t) * np.log(1.0 - p))
+
+
+def _spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    # Pearson correlation of the average ranks (ties share their mean rank), as scipy.stats.spearmanr
+    return _pearson(rankdata(_float(y_true).ravel()), rankdata(_float(y_pred).ravel()))
+
+
+def _mape_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    # scikit-learn's mean_absolute_percentage_error: a fraction, |y| floored at machine epsilon
+    t, p = _float(t).ravel(), _float(p).ravel()
+    return np.abs(p - t) / np.maximum(np.abs(t), np.finfo(np.float64).eps)
+
+
+def _r2_terms(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    t, p = _float(t).ravel(), _float(p).ravel()
+    shift = t.mean()  # centred: the moments lose no precision
+    return np.column_stack([(t - p) ** 2, t - shift, (t - shift) ** 2])
+
+
+def _r2_finish(m: np.ndarray) -> np.ndarray:
+    variance = m[:, 2] - m[:, 1] ** 2
+    return np.where(variance > 0, 1.0 - m[:, 0] / np.where(variance > 0, variance, 1.0), np.nan)
+
+
+def _gini(actual: np.ndarray, pred: np.ndarray) -> float:
+    # Kaggle's reference (Porto Seguro, Allstate): sort by prediction descending, ties in the given row order
+    order = np.lexsort((np.arange(len(pred)), -pred))
+    ranked = actual[order]
+    total = ranked.sum()
+    if total == 0:
+        return 0.0
+    return float((np.cumsum(ranked).sum() / total - (len(actual) + 1) / 2.0) / len(actual))
+
+
+def _normalized_gini(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    t, p = _float(y_true).ravel(), _float(y_pred).ravel()
+    best = _gini(t, t)
+    return _gini(t, p) / best if best != 0 else 0.0
+
+
+def _map_at(k: int) -> Metric:
+    def fn(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(
+            np.mean(_map_terms(y_true, np.asarray(y_pred).reshape(len(np.ravel(y_true)), -1)[:, :k]))
+        )
+
+    def resampled(y_true: np.ndarray, y_pred: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        ranked = np.asarray(y_pred).reshape(len(np.ravel(y_true)), -1)[:, :k]
+        return _weighted_means(_map_terms(y_true, ranked), counts)[:, 0]
+
+    return Metric(
+        f"map@{k}",
+        True,
+        "ranking",
+        fn,
+        perfect=1.0,
+        description=f"mean average precision at {k}: up to {k} labels per row, space-separated, best first",
+        resampled=resampled,
+        k=k,
+    )
+
+
+MAP_PATTERN = re.compile(r"map@([1-9]\d*)")
+
+
 _METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
@@ -389,21 +565,186 @@ _METRICS: dict[str, Metric] = {
             description="Pearson correlation",
             resampled=_mean_of(_pearson_terms, _pearson_finish),
         ),
+        Metric(
+            "quadratic_weighted_kappa",
+            True,
+            "label",
+            _once(_qwk_resampled),
+            perfect=1.0,
+            description="Cohen's kappa with quadratic weights over whole-number ratings (ordinal targets)",
+            resampled=_qwk_resampled,
+            ordinal=True,
+        ),
+        Metric(
+            "median_absolute_error",
+            False,
+            "value",
+            _median_absolute_error,
+            perfect=0.0,
+            description="median of the absolute errors",
+        ),
+        Metric(
+            "log_loss",
+            False,
+            "probability",
+            _once(_mean_of(_binary_log_loss_terms, _first)),
+            perfect=0.0,
+            description="binary cross-entropy of the positive class's probability (clipped at 1e-15)",
+            resampled=_mean_of(_binary_log_loss_terms, _first),
+        ),
+        Metric(
+            "macro_f1",
+            True,
+            "label",
+            _once(_macro_f1_resampled),
+            perfect=1.0,
+            description="F1 per class, averaged with equal weight",
+            resampled=_macro_f1_resampled,
+        ),
+        Metric(
+            "f1",
+            True,
+            "label",
+            _once(_f1_resampled),
+            perfect=1.0,
+            description="binary F1 of the positive class (the label reading 1 / true / yes, else the greatest)",
+            resampled=_f1_resampled,
+        ),
+        Metric(
+            "spearman",
+            True,
+            "value",
+            _spearman,
+            perfect=1.0,
+            description="Spearman rank correlation",
+        ),
+        Metric(
+            "mape",
+            False,
+            "value",
+            _once(_mean_of(_mape_terms, _first)),
+            perfect=0.0,
+            description="mean absolute percentage error, a fraction (scikit-learn's)",
+            resampled=_mean_of(_mape_terms, _first),
+        ),
+        Metric(
+            "r2",
+            True,
+            "value",
+            _once(_mean_of(_r2_terms, _r2_finish)),
+            perfect=1.0,
+            description="coefficient of determination",
+            resampled=_mean_of(_r2_terms, _r2_finish),
+        ),
+        Metric(
+            "normalized_gini",
+            True,
+            "value",
+            _normalized_gini,
+            perfect=1.0,
+            description="Gini of the prediction's ordering over the Gini of the perfect ordering (Kaggle's)",
+        ),
     ]
 }
 
 
 def metric_names() -> list[str]:
-    """Names of all registered metrics, sorted."""
-    return sorted(_METRICS)
+    """Names of the built-in metrics, sorted (`map@k` stands for MAP at any k, e.g. map@3)."""
+    return sorted([*(n for n, m in _METRICS.items() if m.source is None), "map@k"])
 
 
 def get_metric(name: str) -> Metric:
-    """The registered metric called `name`; a PipesynthError names the known ones otherwise."""
-    try:
+    """The metric called `name`: a built-in one, `map@<k>`, or a user metric registered by its task.
+
+    A PipesynthError names the known ones otherwise.
+    """
+    if name in _METRICS:
         return _METRICS[name]
-    except KeyError:
-        raise PipesynthError(f"unknown metric '{name}'", f"use one of: {', '.join(metric_names())}") from None
+    found = MAP_PATTERN.fullmatch(str(name))
+    if found:
+        return _map_at(int(found.group(1)))
+    if ":" in str(name):
+        raise PipesynthError(
+            f"user metric '{name}' is not registered",
+            "load its task first (src.tasks.registry.load_task registers the task.json's `module:function` "
+            "metric with its higher_is_better), or call register_user_metric",
+        )
+    raise PipesynthError(
+        f"unknown metric '{name}'",
+        f"use one of: {', '.join(metric_names())}, or a user "
+        "metric `module:function` with higher_is_better in task.json (docs/tasks.md)",
+    )
+
+
+def _unkeyed(labels: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda v: str(v).split(":", 1)[-1], otypes=[object])(np.asarray(labels))
+
+
+USER_PREDICTIONS = ("value", "probability", "label")
+
+
+def register_user_metric(
+    spec: str, higher_is_better: Any, search_path: str | Path | None = None, prediction: str = "value"
+) -> Metric:
+    """Import a user metric `module:function` (from `search_path` first, e.g. the task folder) and register it.
+
+    The callable takes (y_true, y_pred) arrays of the submission's shape — numbers (one column per target) for
+    prediction "value" / "probability", the labels as written for "label" — and returns a float. The direction
+    must be declared: it is never guessed.
+    """
+    if prediction not in USER_PREDICTIONS:
+        raise PipesynthError(
+            f"user metric '{spec}': unknown metric_prediction '{prediction}'",
+            f"use one of: {', '.join(USER_PREDICTIONS)}",
+        )
+    module_name, _, function_name = str(spec).partition(":")
+    if not module_name or not function_name or not module_name.replace(".", "").replace("_", "").isalnum():
+        raise PipesynthError(
+            f"user metric '{spec}' is not of the form module:function", "name it like `my_metric:score`"
+        )
+    if not isinstance(higher_is_better, bool):
+        raise PipesynthError(
+            f"user metric '{spec}' has no declared direction (higher_is_better={higher_is_better!r})",
+            'set "higher_is_better": true or false in task.json',
+        )
+    folder = str(Path(search_path).resolve()) if search_path is not None else None
+    added = folder is not None and folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        where = f" (looked in {folder} and on sys.path)" if folder else ""
+        raise PipesynthError(
+            f"user metric '{spec}': module '{module_name}' does not import{where}: "
+            f"{type(err).__name__}: {str(err).strip()[:200]}",
+            f"put {module_name.replace('.', '/')}.py in the task folder (or install it), and make it import",
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(folder)
+    fn = getattr(module, function_name, None)
+    if not callable(fn):
+        raise PipesynthError(
+            f"user metric '{spec}': {module_name} has no callable '{function_name}'",
+            f"define `def {function_name}(y_true, y_pred) -> float` in {module_name}",
+        )
+
+    def score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        if prediction == "label":  # the grader compares label keys ("int:1"); the user's code sees the labels
+            y_true, y_pred = _unkeyed(y_true), _unkeyed(y_pred)
+        return float(fn(y_true, y_pred))
+
+    metric = Metric(
+        str(spec),
+        higher_is_better,
+        prediction,  # type: ignore[arg-type]
+        score,
+        description=f"user metric {spec}",
+        source=str(spec),
+    )
+    _METRICS[metric.name] = metric
+    return metric
 
 
 # --------------------------------------------------------------------------- corpus categories

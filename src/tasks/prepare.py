@@ -285,7 +285,8 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
 def _sample_submission(
     train: pd.DataFrame, test: pd.DataFrame, id_col: str, task: Task, prediction: str, columns: list[str]
 ) -> pd.DataFrame:
-    """A valid, uninformed submission: uniform probabilities, 0.5 scores, a label, or the training median."""
+    """A valid, uninformed submission: uniform probabilities, 0.5 scores, a label, the most frequent labels
+    (ranking) or the training median."""
     sample = pd.DataFrame({id_col: test[id_col].to_numpy()})
     for col in columns:
         if col not in task.targets:  # a class probability column
@@ -294,6 +295,9 @@ def _sample_submission(
             sample[col] = 0.5
         elif prediction == "label":
             sample[col] = sorted(train[col].unique())[0]
+        elif prediction == "ranking":  # MAP@k: the k most frequent training labels, best first
+            top = train[col].astype(str).value_counts().index[: int(get_metric(task.metric).k or 1)]
+            sample[col] = " ".join(top)
         else:
             sample[col] = round(float(pd.to_numeric(train[col]).median()), 8)  # round: no 1.91334999..
     return sample

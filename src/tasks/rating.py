@@ -4,9 +4,11 @@
     rate(task, 0.78).to_dict()
     # {"position": 412, "teams": 1541, "beaten_fraction": 0.73, "above_median": True, "medal": None, ...}
 
-Position: 1 + the number of teams strictly better, so a score equal to a leaderboard score shares that team's
-position; M is the number of teams on the leaderboard (the score is not inserted into it, so the position can
-be M + 1). Medals follow Kaggle's progression rules for the team count, as mle-bench applies them:
+Position: 1 + the number of teams at least as good. Kaggle breaks a tie by submission time (the earlier
+submission ranks first), and a score rated now is the latest submission, so it is placed after every team it
+ties with (`tied` counts them; on some boards hundreds of teams share the top score). M is the number of teams
+on the leaderboard (the score is not inserted into it, so the position can be M + 1). The medal follows from
+the position, with Kaggle's progression rules for the team count:
 
     teams      gold                 silver         bronze
     < 100      top 10%              top 20%        top 40%
@@ -14,7 +16,7 @@ be M + 1). Medals follow Kaggle's progression rules for the team count, as mle-b
     250-999    top 10 + 0.2% teams  top 50 teams   top 100 teams
     >= 1000    top 10 + 0.2% teams  top 5%         top 10%
 
-A medal needs a score at least as good as the score at that position.
+A medal needs a position at or above that position: a score that ties the last medal team comes after it.
 
 Uncertainty: the test is a sample, so the score is too. `bootstrap_scores` resamples the graded test rows
 (seeded, 1,000 times by default) and `rate(task, score, samples)` turns the resampled scores into a position
@@ -60,6 +62,7 @@ class Rating:
     position: int | None = None
     teams: int | None = None
     beaten: int | None = None
+    tied: int | None = None  # teams with the same score (placed before it, as Kaggle orders ties)
     beaten_fraction: float | None = None
     above_median: bool | None = None
     medal: str | None = None
@@ -124,21 +127,35 @@ def rank_score(
     better = int(np.sum([metric.better(s, score) for s in best_first]))
     worse = int(np.sum([metric.better(score, s) for s in best_first]))
     teams = int(best_first.size)
+    tied = teams - better - worse
+    position = better + tied + 1  # after the tied teams: they submitted first
     median = float(np.median(best_first))
     positions = medal_positions(teams)
     thresholds = {name: float(best_first[pos - 1]) for name, pos in positions.items()}
-    medal = next(
-        (name for name in ("gold", "silver", "bronze") if not metric.better(thresholds[name], score)), None
-    )
     return {
-        "position": better + 1,
+        "position": position,
         "teams": teams,
         "beaten": worse,
+        "tied": tied,
         "beaten_fraction": worse / teams,
         "above_median": metric.better(score, median),
-        "medal": medal,
+        "medal": medal_for_position(position, positions),
         "thresholds": {**thresholds, "median": median},
     }
+
+
+def medal_for_position(position: int, positions: dict[str, int]) -> str | None:
+    """The best medal whose last position (`medal_positions`) is at or below `position`, or None."""
+    return next((m for m in ("gold", "silver", "bronze") if position <= positions[m]), None)
+
+
+def positions_of(scores: np.ndarray, leaderboard: Sequence[float], metric: Metric) -> np.ndarray:
+    """Vectorised `rank_score` position of each score: 1 + the teams at least as good."""
+    board = np.sort(np.asarray([s for s in leaderboard if s is not None and np.isfinite(s)], dtype=float))
+    values = np.asarray(scores, dtype=float)
+    if metric.higher_is_better:
+        return 1 + board.size - np.searchsorted(board, values, side="left")
+    return 1 + np.searchsorted(board, values, side="right")
 
 
 def bootstrap_counts(n: int, n_resamples: int, seed: int, size: int | None = None) -> np.ndarray:
@@ -218,10 +235,6 @@ def read_leaderboard(task: Task) -> tuple[list[float], int | None]:
     return frame["score"].tolist(), decimals
 
 
-def _band(score: float, thresholds: dict[str, float], metric: Metric) -> str:
-    return next((m for m in ("gold", "silver", "bronze") if not metric.better(thresholds[m], score)), "none")
-
-
 def _add_interval(
     rating: Rating,
     scores: np.ndarray,
@@ -242,14 +255,12 @@ def _add_interval(
     rating.position_low = min(position[float(best)], rating.position)  # the interval always holds the point
     rating.position_high = max(position[float(worst)], rating.position)
     rating.score_low, rating.score_high = float(best), float(worst)
-    thresholds = {k: v for k, v in rating.thresholds.items() if k != "median"}
-    signed = samples if metric.higher_is_better else -samples
-    sign = 1.0 if metric.higher_is_better else -1.0
-    bands = np.full(samples.shape, "none", dtype=object)
-    for medal in ("bronze", "silver", "gold"):  # better bands overwrite: a sample lands in its best band
-        bands[signed >= sign * thresholds[medal]] = medal
+    assert rating.teams is not None
+    medal_at = medal_positions(rating.teams)
+    sample_positions = positions_of(samples, scores, metric)
+    bands = np.array([medal_for_position(int(p), medal_at) or "none" for p in sample_positions], dtype=object)
     rating.medal_probs = {m: float(np.mean(bands == m)) for m in ("gold", "silver", "bronze", "none")}
-    ends = {_band(float(best), thresholds, metric), _band(float(worst), thresholds, metric)}
+    ends = {medal_for_position(p, medal_at) or "none" for p in (rating.position_low, rating.position_high)}
     rating.medal_certain = ends == {rating.medal or "none"}
     rating.resamples = int(samples.size)
     rating.confidence = confidence
@@ -323,6 +334,10 @@ def rate(
     for key, value in ranked.items():
         setattr(rating, key, value)
     rating.flags = _leaderboard_flags(task, frame, metric)
+    if ranked["tied"]:
+        rating.notes.append(
+            f"ties {ranked['tied']} team(s); Kaggle ranks the earlier submissions first, so it is placed after them"
+        )
     if samples is not None and len(samples):
         _add_interval(
             rating, frame["score"].tolist(), np.asarray(samples, dtype=float), metric, decimals, confidence

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
-from src.tasks.metrics import get_metric
+from src.tasks.metrics import get_metric, register_user_metric
 from src.tasks.task import DEFAULT_FILES, DEFAULT_SPLIT, Task
 
 # not conf/tasks/: a config folder named like the runner's `tasks=[...]` key would turn that key into a group
@@ -87,7 +87,12 @@ def load_task(
             f"{root / 'task.json'} says slug '{facts['slug']}' but its folder is '{slug}'",
             "rename the folder or fix the slug",
         )
-    metric = get_metric(facts["metric"])
+    if ":" in str(facts["metric"]):  # a user metric `module:function`, imported from the task folder first
+        metric = register_user_metric(
+            facts["metric"], facts["higher_is_better"], root, str(facts.get("metric_prediction") or "value")
+        )
+    else:
+        metric = get_metric(facts["metric"])
     if bool(facts["higher_is_better"]) != metric.higher_is_better:
         raise PipesynthError(
             f"{root / 'task.json'}: higher_is_better={facts['higher_is_better']} contradicts metric "
