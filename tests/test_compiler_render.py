@@ -264,7 +264,10 @@ def test_script_metrics_match_the_grader(metric: str) -> None:
     rng = np.random.default_rng(1)
     n = 200
     if spec["needs"] == "label":
-        y, p = rng.integers(0, 3, n), rng.integers(0, 3, n)
+        classes = 2 if metric == "f1" else 3  # binary F1 has one positive class
+        y, p = rng.integers(0, classes, n), rng.integers(0, classes, n)
+    elif spec["needs"] == "topk":  # class indices, most probable first
+        y, p = rng.integers(0, 4, n), np.stack([rng.permutation(4)[:3] for _ in range(n)])
     elif spec["needs"] == "proba_pos":
         y, p = rng.integers(0, 2, n), rng.random(n)
     elif spec["needs"] == "proba_matrix":
@@ -275,7 +278,7 @@ def test_script_metrics_match_the_grader(metric: str) -> None:
         y, p = rng.gamma(2.0, 2.0, n), rng.gamma(2.0, 2.0, n)
     ours = namespace["metric_one"](y, p)
     assert metric in metric_names()  # the catalog holds only metrics the grader knows
-    grader = get_metric(metric)
+    grader = get_metric(metric.replace("@k", "@3"))
     assert grader.higher_is_better == spec["higher_is_better"]
     if spec["needs"] == "proba_matrix":
         reference = grader(pd.DataFrame(np.eye(3)[y]), pd.DataFrame(p))

@@ -15,6 +15,7 @@ Identification) on overlap, every other task/competition pair at most 0.03; Tita
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ from src.config import REPO_ROOT
 from src.errors import PipesynthError
 
 SUITE_DIR = REPO_ROOT / "conf" / "suite"
+KNOWN_TASKS_PATH = Path(__file__).with_name("known_tasks.yaml")
 DEFAULT_MIN_OVERLAP = 0.15
 _SHINGLE = 5
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _TITLE_SPLIT = re.compile(r"\s+[-–—:|]\s+")
+log = logging.getLogger(__name__)
 
 
 def normalise(text: str) -> str:
@@ -166,6 +169,16 @@ def suite_tasks(suite: str, suite_dir: str | Path = SUITE_DIR) -> list[str]:
     return [str(t) for t in tasks]
 
 
+def known_tasks(path: str | Path = KNOWN_TASKS_PATH) -> dict[str, dict[str, Any]]:
+    """The shipped suites' tasks as the repo knows them (src/corpus/known_tasks.yaml): slug -> title, matches."""
+    entries = (yaml.safe_load(Path(path).read_text()) or {}).get("tasks") or []
+    return {str(e["slug"]): e for e in entries}
+
+
+def _has_task_files(folder: Path) -> bool:
+    return (folder / "task.json").is_file() or (folder / "description.md").is_file()
+
+
 def exclusion_for_suites(
     suites: Iterable[str],
     corpus_rows: pd.DataFrame,
@@ -174,13 +187,37 @@ def exclusion_for_suites(
     extra_tasks: Iterable[str] = (),
     suite_dir: str | Path = SUITE_DIR,
 ) -> Exclusion:
-    """The exclusion for every task of the named suites (conf/suite/<name>.yaml) plus `extra_tasks` slugs."""
+    """The exclusion for every task of the named suites (conf/suite/<name>.yaml) plus `extra_tasks` slugs.
+
+    A task whose folder is under `data_dir` is matched from its files; one whose folder is absent is matched from
+    what the repo knows of it (`known_tasks`: its title, and the corpus competitions its folder matched). An
+    absent folder is never an error: a data dir holding only the user's own task still excludes the suites.
+    """
     suites = list(suites)
     slugs = list(
         dict.fromkeys([*(s for suite in suites for s in suite_tasks(suite, suite_dir)), *extra_tasks])
     )
-    dirs = [Path(data_dir) / slug for slug in slugs]
-    return exclusion_for_tasks(dirs, corpus_rows, min_overlap, suites=suites)
+    known = known_tasks()
+    present = [Path(data_dir) / slug for slug in slugs if _has_task_files(Path(data_dir) / slug)]
+    absent = [slug for slug in slugs if not _has_task_files(Path(data_dir) / slug)]
+    recalled = [TaskText(slug, str(known[slug].get("title") or ""), "") for slug in absent if slug in known]
+    unknown = [slug for slug in absent if slug not in known]
+    if unknown:
+        log.warning(
+            "contamination: no task folder under %s and nothing known in %s for %s; not excluded",
+            data_dir,
+            KNOWN_TASKS_PATH.name,
+            unknown,
+        )
+    out = exclusion_for_tasks([*present, *recalled], corpus_rows, min_overlap, suites=suites)
+    in_corpus = set(_corpus_competitions(corpus_rows).index)
+    sizes = corpus_rows["competition"].value_counts()
+    for text in recalled:
+        matched = [c for c in known[text.slug].get("corpus_matches") or [] if c in in_corpus]
+        out.matches[text.slug] = list(dict.fromkeys([*out.matches[text.slug], *matched]))
+        out.report[text.slug] = int(sum(int(sizes[c]) for c in out.matches[text.slug]))
+        out.competitions.update(matched)
+    return out
 
 
 def exclusion_from_config(cfg: Any, corpus_rows: pd.DataFrame, data_dir: str | Path) -> Exclusion | None:

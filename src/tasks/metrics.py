@@ -14,9 +14,9 @@ aligned input. The corpus's metric categories (e.g. "auc", "mse") map onto these
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -676,6 +676,30 @@ def get_metric(name: str) -> Metric:
     )
 
 
+def _import_user_module(spec: str, module_name: str, folder: Path | None) -> Any:
+    """The module from `<folder>/<module path>.py` when it is there (loaded by path, so two task folders each
+    with their own `metric.py` never share one), else from the installed packages."""
+    try:
+        local = folder / (module_name.replace(".", "/") + ".py") if folder is not None else None
+        if local is not None and local.is_file():
+            unique = (
+                f"pipesynth_user_metric_{abs(hash(str(local.resolve())))}_{module_name.replace('.', '_')}"
+            )
+            loader_spec = importlib.util.spec_from_file_location(unique, local)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(module_name)
+    except Exception as err:
+        where = f" (looked in {folder} and on sys.path)" if folder is not None else ""
+        raise PipesynthError(
+            f"user metric '{spec}': module '{module_name}' does not import{where}: "
+            f"{type(err).__name__}: {str(err).strip()[:200]}",
+            f"put {module_name.replace('.', '/')}.py in the task folder (or install it), and make it import",
+        ) from None
+
+
 def _unkeyed(labels: np.ndarray) -> np.ndarray:
     return np.vectorize(lambda v: str(v).split(":", 1)[-1], otypes=[object])(np.asarray(labels))
 
@@ -707,22 +731,7 @@ def register_user_metric(
             f"user metric '{spec}' has no declared direction (higher_is_better={higher_is_better!r})",
             'set "higher_is_better": true or false in task.json',
         )
-    folder = str(Path(search_path).resolve()) if search_path is not None else None
-    added = folder is not None and folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:
-        where = f" (looked in {folder} and on sys.path)" if folder else ""
-        raise PipesynthError(
-            f"user metric '{spec}': module '{module_name}' does not import{where}: "
-            f"{type(err).__name__}: {str(err).strip()[:200]}",
-            f"put {module_name.replace('.', '/')}.py in the task folder (or install it), and make it import",
-        ) from None
-    finally:
-        if added:
-            sys.path.remove(folder)
+    module = _import_user_module(spec, module_name, Path(search_path) if search_path is not None else None)
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise PipesynthError(

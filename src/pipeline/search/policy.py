@@ -562,6 +562,9 @@ class Search:
         if len(candidates) < 2:
             return None
         metric = get_metric(str(ctx.facts["metric"]))
+        if metric.prediction == "ranking":  # ranked label lists (MAP@k) have no row-wise average to fit
+            log.info("%s: no blend: %s submissions are ranked labels, not numbers", slug, metric.name)
+            return None
         grades = [
             runner.graded(state.outputs[n.id] / OOF_FILE, where / f"grade-{n.id}")[0] for n in candidates
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -193,6 +194,9 @@ def metric_spec(metric: str, task_type: str) -> tuple[str, dict[str, Any]]:
     table = catalog.metrics()
     if metric in table:
         return metric, table[metric]
+    top_k = re.fullmatch(r"map@([1-9]\d*)", metric)
+    if top_k:  # one rule for every k: the script's TOP_K
+        return metric, {**table["map@k"], "top_k": int(top_k.group(1))}
     if task_type == "multilabel_classification":
         fallback = "mean_column_roc_auc"
     elif task_type in CLASSIFICATION:

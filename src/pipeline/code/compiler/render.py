@@ -33,6 +33,8 @@ def output_kind(plan: Plan, facts: dict[str, Any]) -> str:
     if len(targets) == 1 and sorted(columns) != sorted(targets):
         return "proba_matrix"  # the sample submission has one column per class
     needs = metric_spec(plan.metric, plan.task_type)[1]["needs"]
+    if needs == "topk":
+        return "topk"  # ranked labels in one column (MAP@k)
     if plan.task_type == "multiclass_classification" and needs != "label":
         return "label"  # one column for a multiclass target can only hold labels
     return "proba_pos" if needs == "proba_matrix" else needs
@@ -44,7 +46,12 @@ def scoring_metric(plan: Plan, output: str) -> tuple[str, dict[str, Any], str | 
     name, spec = metric_spec(plan.metric, plan.task_type)
     if spec["needs"] == output or plan.task_type not in CLASSIFICATION:
         return name, spec, None
-    stand_in = {"label": "accuracy", "proba_pos": "roc_auc", "proba_matrix": "multiclass_log_loss"}[output]
+    stand_in = {
+        "label": "accuracy",
+        "proba_pos": "roc_auc",
+        "proba_matrix": "multiclass_log_loss",
+        "topk": "accuracy",
+    }[output]
     return (
         stand_in,
         catalog.metrics()[stand_in],
@@ -64,8 +71,14 @@ def _call(expr: str, args: dict[str, str]) -> str:
     return f"{expr}({', '.join(f'{k}={v}' for k, v in args.items())})"
 
 
-def model_expression(family: str, role: str, params: dict[str, Any]) -> str:
-    """The constructor call of one model, e.g. `lgb.LGBMClassifier(n_estimators=400, ..., random_state=SEED)`."""
+def model_expression(
+    family: str, role: str, params: dict[str, Any], objective: dict[str, str] | None = None
+) -> str:
+    """The constructor call of one model, e.g. `lgb.LGBMClassifier(n_estimators=400, ..., random_state=SEED)`.
+
+    objective: constructor arguments (code expressions) setting the loss the task's metric asks for
+    (catalog/metrics.yaml `objective`, e.g. an L1 loss for MAE).
+    """
     spec = catalog.model_spec(family)
     role_spec = spec["roles"].get(role)
     if role_spec is None:
@@ -77,7 +90,7 @@ def model_expression(family: str, role: str, params: dict[str, Any]) -> str:
         # e.g. CalibratedClassifierCV(LinearSVC(C=...), cv=3): the tuned model is the inner one
         inner = _call(role_spec["wrap"], {**tuned, **(role_spec.get("wrap_fixed") or {})})
         return _call(role_spec["expr"], {"estimator": inner, **(role_spec.get("fixed") or {})})
-    return _call(role_spec["expr"], {**tuned, **(role_spec.get("fixed") or {})})
+    return _call(role_spec["expr"], {**tuned, **(role_spec.get("fixed") or {}), **(objective or {})})
 
 
 def _imports(plan: Plan, metric: dict[str, Any], eff: dict[str, str]) -> list[str]:
@@ -112,7 +125,13 @@ def _preprocessor_parts(eff: dict[str, str]) -> str:
 
 
 def _models_body(plan: Plan, role: str) -> str:
-    entries = [f'{INDENT}("{m.family}", {model_expression(m.family, role, m.params)}),' for m in plan.models]
+    objectives = (
+        metric_spec(plan.metric, plan.task_type)[1].get("objective") or {} if role == "regressor" else {}
+    )
+    entries = [
+        f'{INDENT}("{m.family}", {model_expression(m.family, role, m.params, objectives.get(m.family))}),'
+        for m in plan.models
+    ]
     return textwrap.indent("\n".join(["return [", *entries, "]"]), INDENT)
 
 
@@ -191,6 +210,7 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "targets": _literal([str(t) for t in facts["targets"]]),
         "classification": _literal(classification),
         "output": _literal(output),
+        "top_k": _literal(int(metric.get("top_k") or 1)),
         "higher_is_better": _literal(bool(metric["higher_is_better"])),
         "n_models": _literal(len(plan.models)),
         "log_target": _literal(bool(pre.log_target and not classification)),
