@@ -48,24 +48,36 @@ from src.tasks.registry import Task, load_suite
 log = logging.getLogger(__name__)
 
 
+def wanted_tasks(value: Any) -> list[str]:
+    """`tasks=` as a list of slugs: `tasks=[a,b]`, `tasks=a` and `tasks=a,b` alike (never one slug per letter)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(t) for t in value]
+
+
 def select_tasks(cfg: DictConfig, errors: dict[str, str] | None = None) -> list[Task]:
-    """The suite's tasks, narrowed to `tasks=[...]` when given (unknown names are an error, not skipped).
+    """The suite's tasks, or `tasks=[...]`: any task folder under paths.data_dir, in the suite or not (the suite's
+    split defaults and overrides apply). A name with no folder there is an error, not skipped.
 
     errors: when given, a listed task whose folder or config is broken is left out and its message stored.
     """
     broken: dict[str, str] = {}
-    tasks = load_suite(cfg.suite, cfg.paths.data_dir, errors=broken if errors is not None else None)
-    if cfg.get("tasks"):
-        wanted = [str(t) for t in cfg.tasks]
-        by_slug = {t.slug: t for t in tasks}
-        unknown = [slug for slug in wanted if slug not in by_slug and slug not in broken]
+    wanted = wanted_tasks(cfg.get("tasks"))
+    suite = cfg.suite
+    if wanted:
+        data_dir = Path(str(cfg.paths.data_dir))
+        unknown = [slug for slug in wanted if not (data_dir / slug).is_dir()]
         if unknown:
+            found = sorted(p.parent.name for p in data_dir.glob("*/task.json"))
             raise PipesynthError(
-                f"tasks {unknown} are not in suite '{cfg.suite.get('name', '?')}'",
-                f"choose from {sorted([*by_slug, *broken])}",
+                f"tasks {unknown} have no folder in paths.data_dir={data_dir}",
+                f"choose from the task folders there {found}, or point paths.data_dir at the folder holding "
+                f"<slug>/task.json (docs/tasks.md; `python -m src.task init` makes one)",
             )
-        tasks = [by_slug[slug] for slug in wanted if slug in by_slug]
-        broken = {slug: broken[slug] for slug in wanted if slug in broken}
+        suite = OmegaConf.merge(suite, {"tasks": wanted})
+    tasks = load_suite(suite, cfg.paths.data_dir, errors=broken if errors is not None else None)
     if errors is not None:
         errors.update(broken)
     return tasks

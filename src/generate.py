@@ -9,6 +9,8 @@
     python -m src.generate task=titanic refine=none verify=never         # the paper's path, no sandbox run
     python -m src.generate task=titanic llm.adapter=null k=1             # the base model, one instruction
     python -m src.generate task=titanic llm.cache.mode=replay            # replay a logged run from the LLM cache
+    python -m src.generate task=<folder> mode=predict                    # fit on all labelled rows, predict the
+                                                                         # task's raw/test.csv -> submission.csv
 
 Writes into the run folder (outputs/generate/<task>/<timestamp>/): journal.json (every candidate: instruction,
 code, sandbox result, validation score, parent), instruction.md and solution.py; prints the chosen instruction.
@@ -32,9 +34,17 @@ from src.errors import PipesynthError
 log = logging.getLogger(__name__)
 
 
-def resolve_public_dir(task: str, data_dir: str | Path, cache_dir: str | Path, split_seed: int = 0) -> Path:
+MODES = ("evaluate", "predict")
+
+
+def resolve_public_dir(
+    task: str, data_dir: str | Path, cache_dir: str | Path, split_seed: int = 0, predict: bool = False
+) -> Path:
     """The public folder for `task`: a slug under `data_dir`, a task folder (task.json + raw/), or a prepared
-    public folder (task.json + train.csv + sample_submission.csv). Task folders are prepared (cached)."""
+    public folder (task.json + train.csv + sample_submission.csv). Task folders are prepared (cached).
+
+    predict: prepared for predict mode (all labelled rows; the task's own test file), task folders only.
+    """
     from src.tasks.prepare import prepare_task
     from src.tasks.registry import load_task
 
@@ -45,15 +55,22 @@ def resolve_public_dir(task: str, data_dir: str | Path, cache_dir: str | Path, s
             raise PipesynthError(
                 f"task folder '{path}' does not exist", "pass a slug under paths.data_dir or a folder"
             )
-        return prepare_task(load_task(data_dir, task), cache_dir, seed=split_seed).public_dir
+        return prepare_task(load_task(data_dir, task), cache_dir, seed=split_seed, predict=predict).public_dir
     path = path.resolve()
     if not (path / "task.json").is_file():
         raise PipesynthError(
             f"'{path}' holds no task.json", "pass a task folder (task.json, description.md, raw/)"
         )
     if (path / "train.csv").is_file() and (path / "sample_submission.csv").is_file():
+        if predict:
+            raise PipesynthError(
+                f"'{path}' is a prepared public folder; mode=predict needs the task folder",
+                "pass task=<the folder holding task.json and raw/>",
+            )
         return path  # already a prepared public folder
-    return prepare_task(load_task(path.parent, path.name), cache_dir, seed=split_seed).public_dir
+    return prepare_task(
+        load_task(path.parent, path.name), cache_dir, seed=split_seed, predict=predict
+    ).public_dir
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
@@ -62,12 +79,22 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.get("task") in (None, "", "???"):
         raise PipesynthError("no task given", "run python -m src.generate task=<slug or task folder>")
-    public_dir = resolve_public_dir(cfg.task, cfg.paths.data_dir, cfg.paths.cache_dir, int(cfg.split_seed))
+    mode = str(cfg.get("mode") or "evaluate")
+    if mode not in MODES:
+        raise PipesynthError(f"unknown mode '{mode}'", f"use mode={' or mode='.join(MODES)}")
+    public_dir = resolve_public_dir(
+        cfg.task, cfg.paths.data_dir, cfg.paths.cache_dir, int(cfg.split_seed), predict=mode == "predict"
+    )
     out_dir = Path(cfg.paths.output_dir)
     pipeline = Pipeline.from_config(cfg)
     result = pipeline.run(public_dir, out_dir, seed=int(cfg.seed))
     summary = result.summary()
     summary["instruction"] = result.instruction
+    summary["mode"] = mode
+    if mode == "predict":
+        from src.pipeline.predict import predict
+
+        summary["predict"] = predict(result, public_dir, pipeline.sandbox)
     (out_dir / "generation_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     from src.reporting.runlog import RunLogger
 
@@ -85,6 +112,11 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         f"\nstatus={result.status} validation_{result.journal.metric}={score} "
         f"seconds={result.timings.get('total_s')} solution={result.solution_path}"
     )
+    if mode == "predict":
+        print(
+            f"predictions: {summary['predict']['submission']} (fitted on every labelled row)\n"
+            f"rerun standalone: cd {out_dir} && python solution.py --data data"
+        )
     return summary
 
 

@@ -126,9 +126,13 @@ def test_user_metric_errors_are_one_clear_line(tmp_path: Path) -> None:
     (folder / "user_metric.py").write_text(USER_METRIC)
     facts = json.loads((folder / "task.json").read_text())
     (folder / "task.json").write_text(json.dumps({**facts, "higher_is_better": "yes"}))
-    with pytest.raises(PipesynthError, match="no declared direction") as err:
+    with pytest.raises(PipesynthError, match="higher_is_better must be true or false") as err:
         load_task(folder.parent, folder.name, overrides_dir=None)
-    assert '"higher_is_better": true or false' in str(err.value)
+    assert '"higher_is_better": true (or false)' in str(err.value)
+    from src.tasks.metrics import register_user_metric
+
+    with pytest.raises(PipesynthError, match="no declared direction"):
+        register_user_metric("user_metric:within_ten", None, folder)
     (folder / "user_metric.py").write_text("x = 1\n")
     (folder / "task.json").write_text(json.dumps(facts))
     with pytest.raises(PipesynthError, match="has no callable 'within_ten'"):

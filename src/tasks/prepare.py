@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +82,32 @@ def _sorted_labels(values: pd.Series) -> list[Any]:
     return sorted(labels, key=lambda v: (type(v).__name__, v))
 
 
-def prepare_task(task: Task, cache_dir: str | Path, seed: int = 0) -> PreparedTask:
-    """Prepare `task` under `<cache_dir>/tasks/<slug>/seed<seed>/` (cached; rebuilt when inputs change)."""
+def prepare_task(task: Task, cache_dir: str | Path, seed: int = 0, predict: bool = False) -> PreparedTask:
+    """Prepare `task` under `<cache_dir>/tasks/<slug>/seed<seed>/` (cached; rebuilt when inputs change).
+
+    predict: the public train is every labelled row and the test is the task's own unlabelled test file
+    (files.test, raw/test.csv by default), under `<slug>/predict/`; there are no answers to grade.
+    """
     task.require_data()
     root = Path(cache_dir) / "tasks" / task.slug / f"seed{seed}"
+    if predict:
+        test_name = str(task.files.get("test") or "")
+        if not test_name or find_raw_file(task, test_name) is None:
+            raise PipesynthError(
+                f"mode=predict needs task '{task.slug}''s unlabelled test file ({test_name or 'files.test'} in "
+                f"{task.raw_dir})",
+                "put the rows to predict there as test.csv (`python -m src.task init ... --test FILE` links it)",
+            )
+        task = replace(
+            task,
+            split={
+                "_target_": "src.tasks.splits.PredictionSplit",
+                "_recursive_": False,  # evaluation_split stays a config
+                "test_file": test_name,
+                "evaluation_split": task.split,
+            },
+        )
+        root = root.parent / "predict"
     fingerprint = task_fingerprint(task, seed)
     cached = cached_preparation(root, fingerprint)
     if cached is not None:
@@ -168,7 +190,8 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
         raise PipesynthError(
             f"{where}: the labelled test lacks feature column(s) {absent}", "check the split"
         )
-    test = test.loc[(test[task.targets].apply(lambda s: s.str.strip()) != "").all(axis=1)]
+    if not getattr(splitter, "unlabelled_test", False):  # predict mode: every test row is to be predicted
+        test = test.loc[(test[task.targets].apply(lambda s: s.str.strip()) != "").all(axis=1)]
     train, test = train.copy(), test.copy()
     if synthetic_id:
         # the competition had no id: number the rows, test after train, so ids are disjoint by construction

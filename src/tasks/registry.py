@@ -13,6 +13,7 @@ and `leaderboard`).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import REPO_ROOT
 from src.errors import PipesynthError
 from src.tasks.metrics import get_metric, register_user_metric
-from src.tasks.task import DEFAULT_FILES, DEFAULT_SPLIT, Task
+from src.tasks.task import DATA_TYPES, DEFAULT_FILES, DEFAULT_SPLIT, TASK_TYPES, Task
+
+log = logging.getLogger(__name__)
 
 # not conf/tasks/: a config folder named like the runner's `tasks=[...]` key would turn that key into a group
 DEFAULT_OVERRIDES_DIR = REPO_ROOT / "conf" / "task_overrides"
@@ -32,7 +35,8 @@ def _read_task_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PipesynthError(
             f"task folder '{path.parent}' has no task.json",
-            "add task.json with " + ", ".join(REQUIRED_FIELDS) + " (see shared/data/README.md)",
+            "add task.json with " + ", ".join(REQUIRED_FIELDS) + " (docs/tasks.md; `python -m src.task init` "
+            "writes one)",
         )
     try:
         facts = json.loads(path.read_text())
@@ -41,7 +45,18 @@ def _read_task_json(path: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_FIELDS if facts.get(key) is None]
     if missing:
         raise PipesynthError(
-            f"{path} lacks field(s) {', '.join(missing)}", f"add {', '.join(missing)} to the task's task.json"
+            f"{path} lacks field(s) {', '.join(missing)}",
+            f"add {', '.join(missing)} to the task's task.json (docs/tasks.md)",
+        )
+    for key, allowed in (("task_type", TASK_TYPES), ("data_type", DATA_TYPES)):
+        if facts[key] not in allowed:
+            raise PipesynthError(
+                f"{path}: unknown {key} {facts[key]!r}", f"use one of: {', '.join(allowed)} (docs/tasks.md)"
+            )
+    if not isinstance(facts["higher_is_better"], bool):
+        raise PipesynthError(
+            f"{path}: higher_is_better must be true or false, not {facts['higher_is_better']!r}",
+            'write "higher_is_better": true (or false) in task.json',
         )
     return facts
 
@@ -82,6 +97,15 @@ def load_task(
             else "point paths.data_dir at the folder holding <slug>/task.json",
         )
     facts = _read_task_json(root / "task.json")
+    description = root / "description.md"
+    if not description.is_file() or not description.read_text(encoding="utf-8", errors="replace").strip():
+        log.warning(
+            "task '%s' has no description (%s is %s): the instruction stage has only the title and the "
+            "facts to go on; write what the task is and what is predicted there",
+            slug,
+            description,
+            "empty" if description.is_file() else "missing",
+        )
     if facts.get("slug", slug) != slug:
         raise PipesynthError(
             f"{root / 'task.json'} says slug '{facts['slug']}' but its folder is '{slug}'",

@@ -1,4 +1,4 @@
-"""How a task's labelled rows are split into public train and private test: `RandomSplit` (stratified for classification), `TimeSplit`, `GroupSplit`, `OfficialTestSplit` — `_target_` objects from config (conf/split/, conf/task_overrides/)."""
+"""How a task's labelled rows are split into public train and private test: `RandomSplit` (stratified for classification), `TimeSplit`, `GroupSplit`, `OfficialTestSplit` — `_target_` objects from config (conf/split/, conf/task_overrides/) — and `PredictionSplit` (predict mode: all labelled rows, the user's test file)."""
 
 from __future__ import annotations
 
@@ -204,3 +204,51 @@ class OfficialTestSplit:
         # the competition's own test: nothing says how it was drawn, so inner validation stays the default
         kind = "stratified" if task.is_classification else "random"
         return {**split_facts(kind), "official_test": True}
+
+
+class PredictionSplit:
+    """Predict mode: the public train is every labelled row, the test is the user's own unlabelled file.
+
+    evaluation_split: the task's evaluation split config; its kind (time, group) tells inner validation how to
+    fold, and a time split's rows stay in time order. There are no answers: nothing prepared this way is graded
+    (`python -m src.generate mode=predict`).
+    """
+
+    name = "prediction"
+    unlabelled_test = True
+
+    def __init__(
+        self,
+        test_file: str,
+        evaluation_split: dict[str, Any] | None = None,
+        test_fraction: float = 0.2,
+        max_test_rows: int | None = None,
+    ) -> None:
+        self.test_file = test_file
+        self.evaluation_split = dict(evaluation_split or {})
+
+    def _evaluation(self) -> Any:
+        from hydra.utils import instantiate
+
+        return instantiate(self.evaluation_split) if self.evaluation_split.get("_target_") else None
+
+    def split(
+        self, labelled: pd.DataFrame, task: Task, seed: int, read_raw: RawReader
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        evaluation = self._evaluation()
+        if isinstance(evaluation, TimeSplit):  # past to future, as the evaluation's train was
+            keys = evaluation._key(labelled, task)
+            labelled = labelled.loc[keys.sort_values(evaluation.time_columns, kind="mergesort").index]
+        test = read_raw(self.test_file).copy()
+        for target in task.targets:
+            if target not in test.columns:
+                test[target] = ""  # unknown: the rows to predict
+        return labelled, test
+
+    def facts(self, task: Task) -> dict[str, Any]:
+        evaluation = self._evaluation()
+        if isinstance(evaluation, (TimeSplit, GroupSplit)):
+            facts = evaluation.facts(task)
+        else:
+            facts = split_facts("stratified" if task.is_classification else "random")
+        return {**facts, "prediction": True}

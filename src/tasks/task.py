@@ -14,6 +14,9 @@ from src.config import REPO_ROOT
 from src.errors import PipesynthError
 
 CLASSIFICATION_TYPES = ("binary_classification", "multiclass_classification", "multilabel_classification")
+TASK_TYPES = (*CLASSIFICATION_TYPES, "regression")
+# what the compiler and the search can learn from (docs/tasks.md); time_series is tabular rows in time order
+DATA_TYPES = ("tabular", "text", "time_series")
 
 # Used when neither the suite nor conf/task_overrides/<slug>.yaml says otherwise (the suites compose the same
 # file): a seeded random split of raw/train.csv, stratified by the labels for classification tasks, capped.
