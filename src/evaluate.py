@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from src.config import user_errors_exit
 from src.errors import PipesynthError
-from src.reporting.results import ResultsStore, mean_beaten, record_key
+from src.reporting.results import ResultsStore, inputs_digest, mean_beaten, record_key
 from src.reporting.runlog import RunLogger
 from src.reporting.summary import summary_table
 from src.sandbox.inputs import overlay_inputs
@@ -186,11 +186,25 @@ def run_one(
 
 def _guarded(task: Task, solution_name: str, seed: int, *args: Any) -> dict[str, Any]:
     """run_one(task, *args) with any exception turned into an `error` record: one task never stops the suite."""
+    log.info("start %s (seed %d)", task.slug, seed)
     try:
-        return run_one(task, *args)
+        record = run_one(task, *args)
     except Exception as err:
         log.exception("%s (seed %d) raised", task.slug, seed)
-        return error_record(task.slug, solution_name, seed, _one_line(err), task)
+        record = error_record(task.slug, solution_name, seed, _one_line(err), task)
+    score = "-" if record.get("score") is None else f"{record['score']:.6g}"
+    reason = record.get("invalid_reason") or record.get("error")
+    log.info(
+        "finish %s (seed %d): %s, %s %s, %.1f s%s",
+        task.slug,
+        seed,
+        record["status"],
+        record.get("metric"),
+        score,
+        float(record.get("seconds") or 0.0),
+        f" — {reason}" if record["status"] != "ok" and reason else "",
+    )
+    return record
 
 
 def suite_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -215,6 +229,13 @@ def suite_notes(records: list[dict[str, Any]]) -> list[str]:
     missing = [r["task"] for r in records if r.get("status") == "ok" and r.get("validation_score") is None]
     if missing:
         lines.append(f"no inner-validation score recorded for: {', '.join(sorted(set(missing)))}")
+    unscored = [r for r in records if r.get("status") in ("invalid", "failed")]
+    if unscored:
+        lines.append(f"{len(unscored)} record(s) without a score:")
+        for r in unscored:
+            workdir = (r.get("execution") or {}).get("workdir")
+            where = f" — log: {Path(workdir) / 'sandbox.stderr.log'}" if workdir else ""
+            lines.append(f"  {r['task']} (seed {r['seed']}) {r['status']}: {r.get('invalid_reason')}{where}")
     errors = [r for r in records if r.get("status") == "error"]
     if errors:
         lines.append(f"{len(errors)} task(s) errored (re-run the same command to retry them):")
@@ -244,8 +265,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_logger = RunLogger(cfg, run_dir)  # W&B / CSV runs (logger=none: nothing)
     seeds = [int(seed) for seed in cfg.seeds]
 
-    # an errored record is retried on resume (its cause may be fixed by now); every other status is kept
-    kept = {record_key(r) for r in store.records if r.get("status") != "error"}
+    # an errored record is retried on resume (its cause may be fixed by now); every other status is kept while its
+    # inputs are the same: an edited script, another solution config or a changed task folder runs again
+    digests = {task.slug: inputs_digest(cfg.solution, provider, task, int(cfg.split_seed)) for task in tasks}
+    kept = {
+        record_key(r)
+        for r in store.records
+        if r.get("status") != "error" and r.get("inputs_digest") == digests.get(str(r["task"]))
+    }
 
     def done(slug: str, seed: int) -> bool:
         return (slug, solution_name, seed) in kept
@@ -294,6 +321,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ]
         for future in as_completed(futures):
             record = future.result()
+            record["inputs_digest"] = digests[record["task"]]
             store.add(record)
             build_dir = run_dir / "runs" / record["task"] / f"seed{record['seed']}" / "build"
             run_logger.log_record(cfg, record, build_dir=build_dir)
@@ -314,7 +342,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.show_table:
         console.print(summary_table(records, title=f"{solution_name} — {results_path}"))
         for line in suite_notes(records):
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths stay whole
     return {"results_path": str(results_path), "records": records, "skipped": skipped, "errors": errors}
 
 
@@ -339,11 +367,25 @@ def _rewrite_solution_path(argv: list[str]) -> list[str]:
 def main(cfg: DictConfig) -> float:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     out = evaluate(cfg)
-    if out["errors"]:
+    unscored = [r for r in out["records"] if r.get("status") in ("invalid", "failed")]
+    if (out["errors"] or (unscored and cfg.get("fail_on_invalid", True))) and not _in_multirun():
         # the records are kept (re-running retries the errored tasks); the exit code tells a script
-        print(f"pipesynth: {len(out['errors'])} task(s) errored; see {out['results_path']}", file=sys.stderr)
+        counts = f"{len(out['errors'])} errored, {len(unscored)} invalid or failed"
+        print(
+            f"pipesynth: {counts} (reasons above; records in {out['results_path']}); "
+            "fail_on_invalid=false exits 0 for invalid or failed records",
+            file=sys.stderr,
+        )
         sys.exit(1)
     return mean_beaten(out["records"])  # the objective of hydra/sweeper=generation_optuna
+
+
+def _in_multirun() -> bool:
+    """True inside a Hydra sweep: one job's bad record must not stop the others (nor the sweeper)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import user_errors_exit
+from src.config import REPO_ROOT, user_errors_exit
 from src.errors import PipesynthError
 from src.reporting.results import ResultsStore, record_key
 from src.reporting.tables import (
@@ -106,7 +106,12 @@ def tables(cfg: DictConfig) -> dict[str, Any]:
     records_dir = Path(cfg.records_dir) if cfg.from_records else snapshot(cfg)
     results = records_dir / "results.jsonl"
     if not results.is_file():
-        raise PipesynthError(f"no {results}", "run python -m src.tables (without from_records) first")
+        raise PipesynthError(
+            f"from_records=true reads {results}, which does not exist",
+            f"point records_dir at a folder holding results.jsonl (the committed ones: "
+            f"records_dir={REPO_ROOT / 'paper' / 'records'}), or run python -m src.tables without from_records to "
+            "snapshot the run records first",
+        )
     frame = records_frame(load_records([results]))
     out = Path(cfg.out_dir)
     t1 = OmegaConf.to_container(cfg.paper_table1, resolve=True)

@@ -11,6 +11,7 @@ locking); on one without it, give each job its own store and merge them with `py
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +22,26 @@ from pathlib import Path
 from typing import Any
 
 RecordKey = tuple[str, str, int]
+
+
+def inputs_digest(solution_cfg: Any, provider: Any, task: Any, split_seed: int) -> str:
+    """A digest of what a record's result depends on: the resolved solution config, the script file a file
+    solution runs, and the task's prepared inputs (its fingerprint: facts, split, raw files, description)."""
+    from omegaconf import OmegaConf
+
+    from src.tasks.cache import task_fingerprint
+
+    script = getattr(provider, "path", None)
+    parts = {
+        "solution": OmegaConf.to_container(solution_cfg, resolve=True)
+        if OmegaConf.is_config(solution_cfg)
+        else solution_cfg,
+        "script": hashlib.sha256(Path(script).read_bytes()).hexdigest()
+        if script and Path(script).is_file()
+        else None,
+        "task": task_fingerprint(task, split_seed),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def record_key(record: dict[str, Any]) -> RecordKey:
