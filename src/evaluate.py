@@ -175,7 +175,13 @@ def run_one(
                 n_resamples=int(rating_cfg["resamples"]),
                 seed=int(rating_cfg.get("seed", 0)),
             )
-        rating = rate(task, score, samples, confidence=float(rating_cfg.get("confidence", 0.95)))
+        rating = rate(
+            task,
+            score,
+            samples,
+            confidence=float(rating_cfg.get("confidence", 0.95)),
+            split_method=prepared.split_method,
+        )
     record["rating"] = rating.to_dict() if rating is not None else None
     for key in ("position_low", "position_high", "medal_probs", "medal_certain"):
         record[key] = getattr(rating, key) if rating is not None else None

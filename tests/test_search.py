@@ -469,3 +469,49 @@ def test_pipeline_keeps_the_search_choice_and_its_inner_validation(kaggle_dir: P
     saved = Journal.load(result.journal_path)
     assert saved.meta["search"]["nodes"] == 3 and saved.meta["validation_score"] == result.validation_score
     assert result.solution_path.read_text() == chosen.code
+
+
+# --------------------------------------------------------------------------- never below the baseline (issue 28)
+
+
+def test_the_baseline_plan_is_a_candidate_and_wins_when_the_others_are_worse(
+    kaggle_dir: Path, tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A weak refined plan and one node of budget after the root: the node spent is the fixed baseline's plan, it
+    beats the weak root on inner validation, and it is chosen; the journal records both scores."""
+    task = load_task(kaggle_dir, "titanic")
+    prepared = prepare_task(task, tmp_path / "cache")
+    facts = json.loads((prepared.public_dir / "task.json").read_text())
+    coder = CompilerCoder(time_budget_s=10)
+    weak = default_plan(facts)
+    weak.models = [ModelSpec(family="linear", params={"C": 0.0001})]
+    ctx = search_context(prepared.public_dir, tmp_path / "work", sandbox, coder)
+    root = ctx.journal.add("instruction", instruction="weak start")
+    refined = Refined(text="weak start", node_id=root.id, code=coder.from_plan(weak, facts))
+    chosen = Search(policy="tree", budget_s=120, max_nodes=2, workers=1, node_time_budget_s=10).search(
+        ctx, refined
+    )
+    meta = ctx.journal.meta["search"]
+    baseline = ctx.journal[meta["baseline"]]
+    assert baseline.meta["kind"] == "baseline" and baseline.meta["move"].startswith(
+        "the fixed baseline's plan"
+    )
+    assert baseline.code == coder.from_plan(default_plan(facts), facts).code  # exactly baseline_gbdt's plan
+    assert chosen.code_node_id == baseline.id and meta["best_score"] == meta["baseline_score"]
+    assert meta["baseline_score"] > ctx.journal[meta["root"]].validation_score
+
+
+def test_a_node_scored_on_fewer_rows_cannot_be_chosen_over_one_scored_on_all() -> None:
+    from src.pipeline.search.policy import SearchState
+
+    journal = Journal("t", "roc_auc", True)
+    state = SearchState(full_rows=1000)
+    for rows, score in ((1000, 0.80), (600, 0.95), (1000, 0.82)):  # 600: the time budget cut the folds short
+        node = journal.add("search")
+        node.finish("ok", execution={"oof_rows": rows}, validation_score=score)
+        state.nodes.append(node)
+    search = Search(policy="tree")
+    assert search._best(journal, state) is state.nodes[2]  # 0.95 on 600 rows is not comparable
+    assert not search._eligible(state.nodes[1], state)
+    partial = SearchState(full_rows=1000, nodes=[state.nodes[1]])  # nobody covers all: the most rows count
+    assert search._best(journal, partial) is state.nodes[1]

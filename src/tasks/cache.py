@@ -13,7 +13,7 @@ from src.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
-PREPARE_VERSION = 2  # bump when the output format or a split rule changes: cached preparations rebuild
+PREPARE_VERSION = 3  # bump when the output format or a split rule changes (3: forecasting tasks split by time)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from src.tasks.readers import (
     sha256_file,
     table_reader,
 )
-from src.tasks.splits import OfficialTestSplit
+from src.tasks.splits import OfficialTestSplit, default_time_split
 from src.tasks.task import Task, find_raw_file
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,16 @@ def _build(task: Task, seed: int, out: Path, fingerprint: dict[str, Any]) -> dic
         features = [c for c in labelled.columns if c not in (id_col, *task.targets)]
     dropped = [c for c in labelled.columns if c not in (id_col, *features, *task.targets)]
 
+    description = task.description_path.read_text(errors="replace") if task.description_path.is_file() else ""
+    split_cfg = task.split
+    predicting = "evaluation_split" in split_cfg  # predict mode: the evaluation split still guides validation
+    evaluation = replace(task, split=split_cfg["evaluation_split"]) if predicting else task
+    by_time = default_time_split(evaluation, labelled, description)
+    if by_time is not None:  # a forecasting task: the test is the latest period, as the competition's
+        log.info("%s: forecasting task, split by time on %s", task.slug, by_time["time_columns"])
+        split_cfg = {**split_cfg, "evaluation_split": by_time} if predicting else by_time
     try:
-        splitter = instantiate(task.split)
+        splitter = instantiate(split_cfg)
     except Exception as err:  # a bad _target_ or argument: say which config to fix, not a Hydra traceback
         raise PipesynthError(
             f"task '{task.slug}': cannot build its splitter from {task.split} ({err})",

@@ -43,7 +43,7 @@ from hydra.utils import get_class
 
 from src.errors import PipesynthError
 from src.tasks.metrics import Metric, get_metric
-from src.tasks.splits import OfficialTestSplit
+from src.tasks.splits import OfficialTestSplit, is_forecasting
 from src.tasks.task import Task
 
 FLAG_TEXT = {
@@ -298,18 +298,29 @@ def _leaderboard_flags(task: Task, frame: pd.DataFrame, metric: Metric) -> list[
     return flags
 
 
+def _forecasting(task: Task) -> bool:
+    description = task.description_path.read_text(errors="replace") if task.description_path.is_file() else ""
+    return is_forecasting(task, description)
+
+
 def _official_test(task: Task) -> bool:
     target = task.split.get("_target_")
     return bool(target) and issubclass(get_class(target), OfficialTestSplit)
 
 
 def rate(
-    task: Task, score: float | None, samples: np.ndarray | None = None, confidence: float = 0.95
+    task: Task,
+    score: float | None,
+    samples: np.ndarray | None = None,
+    confidence: float = 0.95,
+    split_method: str | None = None,
 ) -> Rating:
     """Rate `score` on the task's real leaderboard; a Rating without position (and a reason) when impossible.
 
     samples: bootstrap scores of the same submission (`bootstrap_scores`) for the position interval and the
     medal probabilities; None or empty: a point rating only.
+    split_method: how our test was carved (PreparedTask.split_method). A forecasting competition's test is a later
+    period: a test of another kind (rows of the same dates, drawn at random) is flagged and earns no medal.
     """
     rating = Rating(
         task=task.slug,
@@ -342,6 +353,11 @@ def rate(
         _add_interval(
             rating, frame["score"].tolist(), np.asarray(samples, dtype=float), metric, decimals, confidence
         )
+    if split_method is not None and split_method not in ("time", "official_test") and _forecasting(task):
+        rating.flags.append(
+            f"our test split is {split_method} but the competition's is a later period: no medal on it"
+        )
+        rating.medal, rating.medal_certain, rating.medal_probs = None, None, None
     if task.teams is not None and task.teams != ranked["teams"]:
         rating.notes.append(f"task.json says {task.teams} teams; the leaderboard lists {ranked['teams']}")
     if rating.approximate:

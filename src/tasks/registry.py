@@ -155,6 +155,7 @@ def load_task(
         notes=notes,
         leaderboard_source=facts.get("leaderboard_source"),
         split=OmegaConf.to_container(split_cfg, resolve=True),  # type: ignore[arg-type]
+        split_overridden=bool(override.get("split")),
         files=files,
         leaderboard_flags=[str(f) for f in leaderboard.get("flags") or []],
         leaderboard_note=leaderboard.get("note"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -252,3 +253,67 @@ class PredictionSplit:
         else:
             facts = split_facts("stratified" if task.is_classification else "random")
         return {**facts, "prediction": True}
+
+
+# --------------------------------------------------------------------------- forecasting tasks
+
+# "forecast", "predict the next year / future", "sales for the following months": a later period is asked for
+FORECAST_WORDS = re.compile(
+    r"\bforecast\w*|\bpredict\w*\s+(?:\w+\s+){0,4}?(?:the\s+)?(?:future|next|upcoming|following|coming|"
+    r"subsequent)\b|\b(?:next|upcoming|following|coming)\s+(?:\d+\s+)?(?:year|quarter|month|week|day|hour)s?\b",
+    re.IGNORECASE,
+)
+TIME_NAMES = re.compile(r"(?:^|_|\b)(?:date|datetime|timestamp|time|dt|day|period)(?:$|_|\b)", re.IGNORECASE)
+
+
+def asks_for_forecast(description: str) -> bool:
+    """True when the description asks to predict a later period (forecasting wording)."""
+    return bool(FORECAST_WORDS.search(description or ""))
+
+
+def time_column(frame: pd.DataFrame, sample: int = 500) -> str | None:
+    """The column holding dates/times: a name like date / datetime / timestamp whose values parse as datetimes
+    (or, failing a name, the first text column whose sampled values all parse as full dates), else None."""
+
+    def parses(col: str) -> bool:
+        values = frame[col].dropna().astype(str).str.strip()
+        values = values[values != ""].head(sample)
+        if values.empty or pd.to_numeric(values, errors="coerce").notna().all():
+            return False  # numbers (ids, counts) are not dates by themselves
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        return bool(parsed.notna().all()) and parsed.nunique() > 1
+
+    named = [c for c in frame.columns if TIME_NAMES.search(str(c))]
+    for col in named:
+        if parses(col):
+            return str(col)
+    dated = r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}"  # an ISO or d/m/y date in the text
+    for col in frame.columns:
+        text = frame[col]
+        if col in named or not (pd.api.types.is_string_dtype(text) or text.dtype == object):
+            continue
+        if text.dropna().astype(str).str.contains(dated).mean() > 0.99 and parses(col):
+            return str(col)
+    return None
+
+
+def is_forecasting(task: Task, description: str) -> bool:
+    """The competition's test is a later period: a time-series task, or a description asking for a forecast."""
+    return task.data_type == "time_series" or asks_for_forecast(description)
+
+
+def default_time_split(task: Task, labelled: pd.DataFrame, description: str) -> dict[str, Any] | None:
+    """The split a forecasting task gets when nothing overrides the default random split: TimeSplit on its date
+    column, the test being the latest period (None: not forecasting, or no date column to order by)."""
+    if task.split_overridden or not str(task.split.get("_target_", "")).endswith("RandomSplit"):
+        return None
+    if not is_forecasting(task, description):
+        return None
+    column = time_column(labelled.drop(columns=[c for c in task.targets if c in labelled.columns]))
+    if column is None:
+        log.warning(
+            "%s: a forecasting task without a date column to split on; splitting at random", task.slug
+        )
+        return None
+    kept = {k: v for k, v in task.split.items() if k in ("test_fraction", "max_test_rows")}
+    return {"_target_": "src.tasks.splits.TimeSplit", "time_columns": [column], **kept}

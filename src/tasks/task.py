@@ -56,6 +56,9 @@ class Task:
     notes: list[str] = field(default_factory=list)
     leaderboard_source: str | None = None
     split: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPLIT))
+    split_overridden: bool = (
+        False  # conf/task_overrides/<slug>.yaml sets `split` (no split chosen from the data)
+    )
     files: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FILES))
     # caveats of the real leaderboard, declared in config (e.g. ["rolling", "leaked"]) with a note
     leaderboard_flags: list[str] = field(default_factory=list)

@@ -49,7 +49,7 @@ from src.errors import PipesynthError
 from src.llm import ChatRequest
 from src.pipeline.code.base import CodeResult
 from src.pipeline.code.compiler.embedding_cost import encoding_seconds
-from src.pipeline.code.compiler.plan import Plan
+from src.pipeline.code.compiler.plan import Plan, default_plan
 from src.pipeline.code.llm import extract_code, task_summary
 from src.pipeline.code.repair import (
     RunCache,
@@ -76,6 +76,15 @@ POLICIES = ("none", "greedy", "tree")
 BLEND_METHODS = ("auto", "weights", *STACK_METHODS)
 BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
 EVALUATIONS = ("auto", "oof", "holdout")
+BASELINE_MOVE = "the fixed baseline's plan (baseline_gbdt)"
+
+
+def oof_rows(node: Node) -> int | None:
+    """Rows a node's out-of-fold predictions covered (None: not an out-of-fold evaluation)."""
+    execution = node.execution
+    first = execution[0] if isinstance(execution, list) and execution else execution
+    rows = first.get("oof_rows") if isinstance(first, dict) else None
+    return int(rows) if rows is not None else None
 
 
 @dataclass
@@ -94,6 +103,11 @@ class SearchState:
     encoding_s: float | None = None  # estimated one-thread seconds of sentence encoding (once asked)
     encoding_asked: bool = False
     skipped: dict[str, str] = field(default_factory=dict)  # move -> why it was not started
+    baseline_asked: bool = False
+    baseline_id: str | None = None  # the node that ran the fixed baseline's plan (or the one it duplicated)
+    full_rows: int | None = (
+        None  # labelled public rows: a node's out-of-fold file must cover all to be chosen
+    )
 
 
 class Search:
@@ -229,6 +243,8 @@ class Search:
         journal = ctx.journal
         rng = random.Random(self.seed + ctx.seed)
         state = SearchState()
+        if isinstance(runner, OofRunner):
+            state.full_rows = len(runner.labels)
         cache = RunCache()
 
         parent = refined.code_node_id or refined.node_id
@@ -262,13 +278,25 @@ class Search:
                 state.nodes.append(node)
 
         best = self._best(journal, state)
+        baseline = journal[state.baseline_id] if state.baseline_id else None
         journal.meta["search"] = {
             **self.settings(),
             "evaluation": evaluation,
             "nodes": len(state.nodes),
             "seconds": round(time.perf_counter() - started, 3),
             "best": best.id if best else None,
+            "best_score": best.validation_score if best else None,
             "root": state.nodes[0].id if state.nodes else None,
+            # the fixed baseline's plan on the same rows and folds: the chosen node is never worse on inner
+            # validation than this (it is a candidate)
+            "baseline": baseline.id if baseline else None,
+            "baseline_score": baseline.validation_score if baseline else None,
+            "full_rows": state.full_rows,
+            "not_eligible": {
+                n.id: f"scored on {oof_rows(n)} of {state.full_rows} rows"
+                for n in state.nodes
+                if not self._eligible(n, state) and n.validation_score is not None
+            },
             "skipped": list(state.skipped.values()),
         }
         if isinstance(runner, OofRunner):  # the chosen script's final run reads them instead of recomputing
@@ -361,8 +389,10 @@ class Search:
                     return
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: began[f]):  # in the order they started
-                    running.pop(future)
+                    proposal = running.pop(future)
                     node = future.result()
+                    if node is not None and proposal.kind == "baseline":
+                        state.baseline_id = str(node.meta.get("same_as") or node.id)
                     if node is not None and node.status == "duplicate":
                         state.duplicates += 1
                     elif node is not None:
@@ -402,11 +432,25 @@ class Search:
             state.drafts -= 1  # another draft takes its place
         return True
 
+    @staticmethod
+    def _eligible(node: Node, state: SearchState) -> bool:
+        """A node may be chosen when its score covers the same rows as the others': every labelled public row
+        (a node cut short by its time budget, or fitted on a row sample, scored fewer and is not comparable).
+        When no node covers them all, those covering the most rows."""
+        if state.full_rows is None or oof_rows(node) is None:
+            return True
+        covered = [
+            r for n in state.nodes if n.validation_score is not None and (r := oof_rows(n)) is not None
+        ]
+        common = state.full_rows if state.full_rows in covered else max(covered, default=state.full_rows)
+        return oof_rows(node) == common
+
     def _best(self, journal: Journal, state: SearchState) -> Node | None:
-        """The best scored node; a later node must beat the incumbent by `min_gain` (relative) to replace it."""
+        """The best scored node among the eligible ones (`_eligible`); a later node must beat the incumbent by
+        `min_gain` (relative) to replace it."""
         best: Node | None = None
         for node in state.nodes:
-            if node.status != "ok" or node.validation_score is None:
+            if node.status != "ok" or node.validation_score is None or not self._eligible(node, state):
                 continue
             if best is None:
                 best = node
@@ -459,6 +503,11 @@ class Search:
         compiled = self.compiled(ctx.coder)
         ranked = self._ranked(journal, state)
         root = state.nodes[0]
+        # 0. the fixed baseline's own plan, as baseline_gbdt fits it: the search never ends below it
+        if compiled and not state.baseline_asked:
+            state.baseline_asked = True
+            plan = default_plan(ctx.facts, seed=int(Plan.from_dict(root.plan).seed) if root.plan else 0)
+            return Proposal(root, "baseline", BASELINE_MOVE, plan=plan)
         # 1. drafts: other model families from the root's plan
         drafts = family_moves(Plan.from_dict(root.plan)) if compiled and root.plan else []
         if state.drafts < min(self.num_drafts, len(drafts)):
@@ -557,7 +606,7 @@ class Search:
         script embeds (src.pipeline.search.blend_outputs), graded like any node's. The script runs its members afresh
         when the solution is used; here they already ran."""
         slug = ctx.facts.get("slug")
-        ranked = self._ranked(journal, state)
+        ranked = [n for n in self._ranked(journal, state) if self._eligible(n, state)]
         candidates = blend_candidates(ranked, state.outputs, self.blend_size)
         if len(candidates) < 2:
             return None
@@ -663,7 +712,9 @@ class Search:
                 failure = {**failure, "status": "invalid", "message": next((r for r in reason if r), None)}
             return coder.repair(previous, failure or proposal.parent.status, ctx.facts)  # type: ignore[union-attr]
         if proposal.plan is not None:
-            if self.node_time_budget_s is not None:
+            if (
+                self.node_time_budget_s is not None and proposal.kind != "baseline"
+            ):  # the baseline's own budget
                 proposal.plan.validation.time_budget_s = float(self.node_time_budget_s)
             return coder.from_plan(proposal.plan, ctx.facts)  # type: ignore[union-attr]
         text, usage = self._llm_instruction(proposal, ctx, journal)
