@@ -232,6 +232,11 @@ def suite_notes(records: list[dict[str, Any]]) -> list[str]:
             f"{slug}: inner validation {rec['validation_score']:.5g} vs test {rec['score']:.5g} "
             f"(gap {gap:+.4g}, > 0 = optimistic)"
         )
+    refines = [(r.get("solution_meta") or {}).get("refine") or {} for r in records]
+    refinements = sum(int(x.get("refinements") or 0) for x in refines)
+    if refinements:
+        fallbacks = sum(int(x.get("fallbacks") or 0) for x in refines)
+        lines.append(f"refinement fallbacks: {fallbacks} of {refinements} refinements")
     missing = [r["task"] for r in records if r.get("status") == "ok" and r.get("validation_score") is None]
     if missing:
         lines.append(f"no inner-validation score recorded for: {', '.join(sorted(set(missing)))}")
@@ -353,11 +358,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _rewrite_solution_path(argv: list[str]) -> list[str]:
-    """`solution=path/to/x.py` -> `solution=file solution.path=/abs/x.py` (a config group cannot hold a path)."""
+    """`solution=path/to/x.py` -> `solution=file solution.path=/abs/x.py` (a config group cannot hold a path);
+    `method=paper` -> `method@solution=paper` (the method is the generated solution's)."""
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if sep and key == "solution" and (value.endswith(".py") or "/" in value):
+        if sep and key == "method":  # the method belongs to the generated solution: method=paper
+            out.append(f"method@solution={value}")
+        elif sep and key == "solution" and (value.endswith(".py") or "/" in value):
             out += [
                 "solution=file",
                 f"solution.path={Path(value).resolve()}",

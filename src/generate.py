@@ -91,6 +91,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     summary = result.summary()
     summary["instruction"] = result.instruction
     summary["mode"] = mode
+    summary["method"] = cfg.get("method")  # pipesynth | paper (conf/method/)
     if mode == "predict":
         from src.pipeline.predict import predict
 

@@ -81,6 +81,7 @@ def _cfg(url: str, out: Path, cache_mode: str, *extra: str) -> Any:
                 f"llm.cache.mode={cache_mode}",
                 f"llm.cache.dir={out.parent / 'llm-cache'}",
                 "refine=multi_role",
+                "refine.guided=false",  # the paper's free-text resolver (the guided one: tests/test_multi_role.py)
                 "coder=llm",
                 "repair_rounds=2",
                 "run_timeout_s=120",

@@ -117,7 +117,13 @@ class GenerationResult:
 
     def summary(self) -> dict[str, Any]:
         chosen = self.journal[self.journal.chosen] if self.journal.chosen else None
+        refines = self.journal.by_stage("refine")
         return {
+            "refine": {
+                "refinements": len(refines),
+                "fallbacks": sum(1 for n in refines if n.status == "fallback"),
+                "picked_by": [n.meta.get("picked_by") for n in refines if n.meta.get("picked_by")],
+            },
             "task": self.task,
             "status": self.status,
             "rank": self.rank,

@@ -121,6 +121,15 @@ def generation_summary(meta: Mapping[str, Any]) -> dict[str, Any]:
         out["llm/tokens"] = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
     if meta.get("rank") is not None:
         out["rank"] = meta["rank"]
+    refine = meta.get("refine") or {}
+    for key in (
+        "refinements",
+        "fallbacks",
+    ):  # a refiner that fell back measured nothing: counted, never hidden
+        if key in refine:
+            out[f"refine/{key}"] = refine[key]
+    if meta.get("method"):
+        out["method"] = meta["method"]
     return out
 
 

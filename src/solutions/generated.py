@@ -47,5 +47,5 @@ class GeneratedSolution:
     def build(self, public_dir: Path, build_dir: Path, seed: int) -> SolutionBuild:
         result = self.pipeline.run(public_dir, build_dir, seed=seed)
         derived = result.derived_dir if result.derived_dir.is_dir() else None
-        meta = {"source": "generate", **result.summary()}
+        meta = {"source": "generate", "method": self.cfg.get("method"), **result.summary()}
         return SolutionBuild(script=result.solution_path, meta=meta, inputs=derived)

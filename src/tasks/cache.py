@@ -13,7 +13,9 @@ from src.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
-PREPARE_VERSION = 3  # bump when the output format or a split rule changes (3: forecasting tasks split by time)
+PREPARE_VERSION = (
+    3  # bump when the output format or a split rule changes (3: forecasting tasks split by time)
+)
 
 
 @dataclass
