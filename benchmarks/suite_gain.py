@@ -20,8 +20,10 @@ and ensembles chosen on inner validation), not from task-specific code or an LLM
 Records go to outputs/benchmarks/suite_gain/<solution>[-<budget>][-split<seed>]/results.jsonl and are resumed: run it per task
 (each under the heavy lock), then once more without --tasks to print the whole table. It prints one line per
 task and solution (position of teams, % beaten, test score, inner-validation score, seconds), the medians, and,
-last, exactly `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks; with
-several --split-seeds, the mean over the splits of each split's median). Each position prints its bootstrap
+then `median_beaten_gain_vs_gbdt=<points>` (percentage points of teams beaten, median over tasks; with
+several --split-seeds, the mean over the splits of each split's median), `min_task_gain_vs_gbdt=<points>` (the
+worst task's gain, mean over the splits) and, last, `max_task_seconds=<s>` (the slowest generate record, whole
+task). Each generate line is followed by its stages' seconds. Each position prints its bootstrap
 interval [low–high]: on a test of a few hundred rows it spans most of the leaderboard. Each gain over the
 baseline prints its paired interval: both submissions scored on the same bootstrap resamples of the test rows
 (src.tasks.rating.paired_beaten), so the interval says whether the gain is more than the test's luck; the
@@ -165,11 +167,31 @@ def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180
     return "anytime best inner validation (nodes): " + " ".join(parts)
 
 
+def stage_seconds(record: dict[str, Any]) -> str:
+    """Seconds of each generation stage (the generation summary's timings) and of the final run."""
+    timings = (record.get("solution_meta") or {}).get("timings") or {}
+    parts = [
+        f"{str(k).removesuffix('_s')} {float(v):.0f}s"
+        for k, v in timings.items()
+        if isinstance(v, (int, float))
+    ]
+    run = (record.get("execution") or {}).get("duration_s")
+    if run is not None:
+        parts.append(f"final run {float(run):.0f}s")
+    return "stages: " + ", ".join(parts) if parts else ""
+
+
 def measure(
-    tasks: list[str], tag: str, generate_extra: list[str], split_seed: int
+    tasks: list[str],
+    tag: str,
+    generate_extra: list[str],
+    split_seed: int,
+    gains: dict[str, list[float]],
+    seconds: list[float],
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Both solutions on one public/private split: prints one line per task and solution and the paired gain,
-    and returns the median % of teams beaten per solution and bootstrap samples of both medians."""
+    and returns the median % of teams beaten per solution and bootstrap samples of both medians. Appends each
+    task's point gain to `gains[task]` and each generate record's seconds to `seconds`."""
     split = [f"split_seed={split_seed}"]
     suffix = f"-split{split_seed}" if split_seed else ""  # split 0 keeps the folders runs before it wrote
     root = REPO / "outputs" / "benchmarks" / "suite_gain"
@@ -197,9 +219,15 @@ def measure(
                 f"({100 * rating['beaten_fraction']:.1f}% beaten)  test {record['metric']}={record['score']:.5g}  "
                 f"inner validation {'n/a' if val is None else f'{val:.5g}'}  {_seconds(record):.0f}s"
             )
+            if name == "generate":
+                seconds.append(_seconds(record))
+                if stage_seconds(record):
+                    print(f"{'':44s} {'':14s} {stage_seconds(record)}")
             if name == "generate" and anytime(record):
                 print(f"{'':44s} {'':14s} {anytime(record)}")
         pair = samples.get(slug)
+        if len(beaten["generate"]) == len(beaten["baseline_gbdt"]):
+            gains.setdefault(slug, []).append(beaten["generate"][-1] - beaten["baseline_gbdt"][-1])
         if pair is not None and len(beaten["generate"]) == len(beaten["baseline_gbdt"]):
             gain = beaten["generate"][-1] - beaten["baseline_gbdt"][-1]
             print(
@@ -253,7 +281,9 @@ def main() -> None:
         generate_extra.append(f"solution.search.max_nodes={args.max_nodes}")
         tag += f"-{args.max_nodes}n"
 
-    measured = {seed: measure(tasks, tag, generate_extra, seed) for seed in args.split_seeds}
+    gains: dict[str, list[float]] = {}
+    seconds: list[float] = []
+    measured = {seed: measure(tasks, tag, generate_extra, seed, gains, seconds) for seed in args.split_seeds}
     per_split = {seed: medians for seed, (medians, _) in measured.items()}
     for seed, (medians, sampled) in measured.items():
         gain = medians["generate"] - medians["baseline_gbdt"]
@@ -279,6 +309,9 @@ def main() -> None:
     for name, value in means.items():
         print(f"median_beaten_{name}={value:.1f}")
     print(f"median_beaten_gain_vs_gbdt={means['generate'] - means['baseline_gbdt']:.1f}")
+    # the worst task (its gain averaged over the splits) and the slowest generate record, whole task
+    print(f"min_task_gain_vs_gbdt={min(statistics.mean(v) for v in gains.values()):.1f}")
+    print(f"max_task_seconds={max(seconds, default=0.0):.0f}")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ SRC = REPO_ROOT / "src"
 PACKAGES = [
     ["src.errors"],
     ["src.config"],
-    ["src.sandbox", "src.tasks", "src.training", "src.reporting"],
+    ["src.sandbox", "src.tasks", "src.training"],
+    ["src.reporting"],
     ["src.llm"],
     ["src.corpus"],
     ["src.pipeline"],
     ["src.solutions"],
-    ["src.train", "src.generate", "src.evaluate", "src.tables", "src.main"],
+    ["src.train", "src.generate", "src.evaluate", "src.tables", "src.task", "src.main"],
 ]
 # inside the pipeline: the shared records, then the method's stages in order, then their composition
 PIPELINE = [
@@ -29,7 +30,7 @@ PIPELINE = [
     ["src.pipeline.instruct", "src.pipeline.code"],
     ["src.pipeline.refine"],
     ["src.pipeline.search"],
-    ["src.pipeline.generate"],
+    ["src.pipeline.generate", "src.pipeline.predict"],
 ]
 TASKS = [
     ["src.tasks.metrics"],
