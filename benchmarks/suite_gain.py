@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from src.evaluate import evaluate  # noqa: E402
 from src.pipeline.journal import Journal  # noqa: E402
+from src.reporting.runlog import stage_seconds  # noqa: E402
 from src.tasks.prepare import prepare_task  # noqa: E402
 from src.tasks.rating import paired_beaten  # noqa: E402
 from src.tasks.registry import load_suite  # noqa: E402
@@ -167,20 +168,6 @@ def anytime(record: dict[str, Any], marks: tuple[float, ...] = (30, 60, 120, 180
     return "anytime best inner validation (nodes): " + " ".join(parts)
 
 
-def stage_seconds(record: dict[str, Any]) -> str:
-    """Seconds of each generation stage (the generation summary's timings) and of the final run."""
-    timings = (record.get("solution_meta") or {}).get("timings") or {}
-    parts = [
-        f"{str(k).removesuffix('_s')} {float(v):.0f}s"
-        for k, v in timings.items()
-        if isinstance(v, (int, float))
-    ]
-    run = (record.get("execution") or {}).get("duration_s")
-    if run is not None:
-        parts.append(f"final run {float(run):.0f}s")
-    return "stages: " + ", ".join(parts) if parts else ""
-
-
 def measure(
     tasks: list[str],
     tag: str,
@@ -222,7 +209,7 @@ def measure(
             if name == "generate":
                 seconds.append(_seconds(record))
                 if stage_seconds(record):
-                    print(f"{'':44s} {'':14s} {stage_seconds(record)}")
+                    print(f"{'':44s} {'':14s} stages: {stage_seconds(record)}")
             if name == "generate" and anytime(record):
                 print(f"{'':44s} {'':14s} {anytime(record)}")
         pair = samples.get(slug)

@@ -35,7 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from src.config import user_errors_exit
 from src.errors import PipesynthError
 from src.reporting.results import ResultsStore, inputs_digest, mean_beaten, record_key
-from src.reporting.runlog import RunLogger
+from src.reporting.runlog import RunLogger, stage_seconds
 from src.reporting.summary import summary_table
 from src.sandbox.inputs import overlay_inputs
 from src.solutions.providers import SolutionProvider
@@ -232,6 +232,9 @@ def suite_notes(records: list[dict[str, Any]]) -> list[str]:
             f"{slug}: inner validation {rec['validation_score']:.5g} vs test {rec['score']:.5g} "
             f"(gap {gap:+.4g}, > 0 = optimistic)"
         )
+    for r in records:  # where each task's time went (generate.budget_s bounds the whole)
+        if stages := stage_seconds(r):
+            lines.append(f"{r['task']} (seed {r['seed']}) seconds: {stages}")
     refines = [(r.get("solution_meta") or {}).get("refine") or {} for r in records]
     refinements = sum(int(x.get("refinements") or 0) for x in refines)
     if refinements:

@@ -263,7 +263,9 @@ def test_diversify_improves_the_best_node_of_another_kind(tmp_path: Path) -> Non
 
     def parent_of_next(prob: float) -> str:
         search = Search(policy="tree", num_drafts=0, debug_prob=0.0, ensemble_size=0, diversify_prob=prob)
-        state = SearchState(nodes=[best, other], baseline_asked=True)  # the baseline move has run: this is move 2+
+        state = SearchState(
+            nodes=[best, other], baseline_asked=True
+        )  # the baseline move has run: this is move 2+
         proposal = search._next(ctx, journal, state, random.Random(0), [])
         assert proposal is not None and proposal.kind == "improve"
         return proposal.parent.id

@@ -256,6 +256,7 @@ class Pipeline:
         keep_work: bool = False,
         config: dict[str, Any] | None = None,
         search: Any = None,
+        budget_s: float | None = None,
     ) -> None:
         if verify not in VERIFY_MODES:
             raise PipesynthError(f"verify={verify!r} is not one of {VERIFY_MODES}", "use verify=auto")
@@ -269,12 +270,14 @@ class Pipeline:
         self.keep_work = keep_work
         self.config = config or {}
         self.search = search  # src.pipeline.search.Search (conf/search/), None: no search
+        # wall seconds per task, instructions to the chosen script's graded run (the search gets what is left)
+        self.budget_s = float(budget_s) if budget_s else None
 
     @classmethod
     def from_config(cls, cfg: DictConfig, client: Any = None) -> Pipeline:
         """Build from a config holding llm, refine, coder, sandbox, prompt, metric_categories and the settings
         k, temperature, max_tokens, max_resample, resample_budget_s, max_prompt_tokens, repair_rounds, verify,
-        run_timeout_s, threads (torch CPU threads for a local model: an int, `auto` or null for torch's default)."""
+        run_timeout_s, budget_s (wall seconds per task), threads (torch CPU threads for a local model: an int, `auto` or null for torch's default)."""
         for key in ("llm", "refine", "coder", "sandbox", "prompt"):
             if cfg.get(key) is None:
                 raise PipesynthError(
@@ -297,6 +300,7 @@ class Pipeline:
             verify=str(setting(cfg, "verify")),
             keep_work=bool(setting(cfg, "keep_work")),
             search=instantiate(cfg.search, _convert_="all") if cfg.get("search") else None,
+            budget_s=setting(cfg, "budget_s"),
             config={
                 "llm": getattr(client, "model_id", "?"),
                 "refine": getattr(cfg.refine, "name", None) or str(cfg.refine.get("_target_")),
@@ -311,6 +315,7 @@ class Pipeline:
                 "repair_rounds": int(setting(cfg, "repair_rounds")),
                 "verify": str(setting(cfg, "verify")),
                 "search": (cfg.get("search") or {}).get("name"),
+                "budget_s": setting(cfg, "budget_s"),
             },
         )
 
@@ -353,7 +358,8 @@ class Pipeline:
         t = lap("refine_s", t)
         if self.search is not None and self.verify != "never":
             # improvement loop over the refined solution, chosen on inner validation only (src.pipeline.search)
-            refined = self.search.search(ctx, refined)
+            deadline = started + self.budget_s if self.budget_s else None
+            refined = self.search.search(ctx, refined, deadline=deadline)
             t = lap("search_s", t)
         notes = list(refined.notes)
 

@@ -106,6 +106,21 @@ def record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def stage_seconds(record: Mapping[str, Any]) -> str:
+    """`instruct 41s, refine 9s, search 250s, verify 0s, total 300s, final run 31s`: each generation stage's wall
+    seconds (the generation summary's timings) and the graded run's; empty for a solution without stages."""
+    timings = (record.get("solution_meta") or {}).get("timings") or {}
+    parts = [
+        f"{str(k).removesuffix('_s')} {float(v):.0f}s"
+        for k, v in timings.items()
+        if isinstance(v, (int, float))
+    ]
+    run = (record.get("execution") or {}).get("duration_s")
+    if parts and run is not None:
+        parts.append(f"final run {float(run):.0f}s")
+    return ", ".join(parts)
+
+
 def generation_summary(meta: Mapping[str, Any]) -> dict[str, Any]:
     """Seconds per stage (`timings`) and LLM usage (`llm`) of a generation summary."""
     out: dict[str, Any] = {}

@@ -308,13 +308,20 @@ class Sandbox:
 
     # ---------------------------------------------------------------- the run
 
-    def run(self, script_path: str | Path, public_dir: str | Path, workdir: str | Path) -> ExecutionResult:
-        """Run `python solution.py` in a fresh `workdir` holding `input/` (a copy of `public_dir`).
+    def run(
+        self,
+        script_path: str | Path,
+        public_dir: str | Path,
+        workdir: str | Path,
+        timeout_s: float | None = None,
+    ) -> ExecutionResult:
+        """Run `python solution.py` in a fresh `workdir` holding `input/` (a copy of `public_dir`); `timeout_s`
+        (wall seconds) replaces the sandbox's own for this run.
 
         The solution is expected to write `workdir/submission.csv`. Never raises for anything the solution
         does; raises PipesynthError for bad arguments or a sandbox that cannot start.
         """
-        return self._execute(Path(script_path), Path(public_dir), Path(workdir), self.isolation)
+        return self._execute(Path(script_path), Path(public_dir), Path(workdir), self.isolation, timeout_s)
 
     def _prepare_workdir(self, script: Path, public_dir: Path, workdir: Path) -> None:
         if not script.is_file():

@@ -21,6 +21,7 @@ import logging
 import shutil
 import statistics
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,17 @@ def _invalid(execution: Any, reason: str) -> Any:
     return {"status": "invalid", "message": message, "reason": reason, "traceback": None}
 
 
+MIN_RUN_S = 5.0  # a run is never given less: under that nothing but an import finishes
+
+
+def _run(sandbox: Any, script: Path, inputs: Path, work: Path, deadline: float | None) -> Any:
+    """One sandbox run; past `deadline` (a time.perf_counter() instant) the sandbox kills it as a timeout."""
+    if deadline is None:
+        return sandbox.run(script, inputs, work)
+    left = max(MIN_RUN_S, deadline - time.perf_counter())
+    return sandbox.run(script, inputs, work, timeout_s=min(left, float(getattr(sandbox, "timeout_s", left))))
+
+
 def _write_script(code: str, where: Path) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     script = where / "solution.py"
@@ -93,6 +105,7 @@ class ValidationRunner:
         self.folds = list(folds)
         self.work_dir = Path(work_dir)
         self.keep_work = keep_work
+        self.deadline: float | None = None  # runs still going then are killed (the search's hard stop)
 
     def __call__(self, code: str, node_id: str) -> RunOutcome:
         outcome = RunOutcome(
@@ -101,7 +114,7 @@ class ValidationRunner:
         for fold in self.folds:
             where = self.work_dir / node_id / f"fold{fold.index}"
             script = _write_script(code, where)
-            result = self.sandbox.run(script, fold.public_dir, where / "work")
+            result = _run(self.sandbox, script, fold.public_dir, where / "work", self.deadline)
             outcome.executions.append({"fold": fold.index, **result.to_dict()})
             if result.status != "ok":
                 outcome.ok, outcome.status = False, result.status
@@ -129,11 +142,12 @@ class PublicRunner:
         self.public_dir = Path(public_dir)
         self.work_dir = Path(work_dir)
         self.inputs_dir = self.public_dir  # what a run gets as input/ (a subclass may add derived files)
+        self.deadline: float | None = None  # runs still going then are killed (the search's hard stop)
 
     def __call__(self, code: str, node_id: str) -> RunOutcome:
         where = self.work_dir / node_id
         script = _write_script(code, where)
-        result = self.sandbox.run(script, self.inputs_dir, where / "work")
+        result = _run(self.sandbox, script, self.inputs_dir, where / "work", self.deadline)
         outcome = RunOutcome(ok=result.status == "ok", status=result.status, split="public")
         outcome.executions.append(result.to_dict())
         if result.status != "ok":

@@ -30,6 +30,7 @@ TEMPLATE = Path(__file__).parent / "templates" / "blend.py.tmpl"
 
 
 BLEND_SCRIPT_METHODS = ("weights", *STACK_METHODS)
+PARALLEL = 2  # members a blend script runs at once (its graded run takes about their seconds / PARALLEL)
 STACKER_WORDS = {
     "stack": "a logistic regression over every member's log-probabilities",
     "stack_gbdt": "LightGBM over every member's probabilities and the rows' text statistics",
@@ -131,6 +132,7 @@ def render_blend(
     )  # the functions, not the header
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         n_members=len(used),
+        parallel=PARALLEL,
         metric=str(facts.get("metric")),
         listing=listing,
         id_column=repr(str(facts["id_column"])),

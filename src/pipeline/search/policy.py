@@ -14,10 +14,15 @@ class weights, and an ensemble averages the models of the best nodes of differen
 LLM proposes a revised instruction from a summary of the journal (the nodes, their changes and scores) and the
 coder writes its script.
 
-Budget. A node is not started when the recent nodes' typical length would take the search past `budget_s`, nor a
-move that turns sentence embeddings on when the encoding alone would (estimated once per search by timing the
-scripts' encoder on a sample of the task's text cells, src.pipeline.code.compiler.embedding_cost); `meta.search.skipped`
-in the journal names such moves.
+Budget. The search's time is `budget_s`, or less when the task's own deadline (generate's `budget_s`, passed as
+`deadline`) comes first: then one node's overrun and a root's length are kept back for the chosen script's
+graded run. A node is not
+started when the recent nodes' typical length would take the search past it, nor a move that turns sentence
+embeddings on when the encoding alone would (estimated once per search by timing the scripts' encoder on a sample
+of the task's text cells, src.pipeline.code.compiler.embedding_cost); `meta.search.skipped` in the journal names
+such moves. A node still running one root's length past it is killed (a timeout), so the search ends at most one
+node's length late. Under a deadline, the chosen node must be able to run again before it: a blend takes only the
+members whose runs fit, and a node whose run would end past the deadline is not chosen.
 
 Scores. `evaluation: oof` (compiler scripts): the script runs once on the full public files and writes
 `oof_submission.csv`, its out-of-fold predictions of the public train rows (folds that mirror the task's split:
@@ -61,6 +66,7 @@ from src.pipeline.code.repair import (
 )
 from src.pipeline.journal import Journal, Node, llm_usage
 from src.pipeline.refine import RefineContext, Refined
+from src.pipeline.search.blend import PARALLEL as BLEND_PARALLEL
 from src.pipeline.search.blend import Member, blend_kind, fit_weights, render_blend, stack_score
 from src.pipeline.search.blend_outputs import STACK_METHODS, combine_outputs, read_outputs, row_statistics
 from src.pipeline.search.members import blend_candidates, same_rows_as_best, signature
@@ -73,10 +79,20 @@ from src.tasks.metrics import get_metric
 log = logging.getLogger(__name__)
 
 POLICIES = ("none", "greedy", "tree")
+MIN_OVERRUN_S = 10.0  # the hard stop's slack past the limit when the root ran faster than that
 BLEND_METHODS = ("auto", "weights", *STACK_METHODS)
 BLEND_WORDS = {"weights": "blend", "stack": "stack", "stack_gbdt": "gradient-boosted stack"}
 EVALUATIONS = ("auto", "oof", "holdout")
 BASELINE_MOVE = "the fixed baseline's plan (baseline_gbdt)"
+
+
+def run_seconds(node: Node) -> float:
+    """Wall seconds of a node's own run (a blend's: its members', `final_run_s`; they ran earlier in the search)."""
+    if node.meta.get("final_run_s") is not None:
+        return float(node.meta["final_run_s"])
+    execution = node.execution
+    runs = execution if isinstance(execution, list) else [execution]
+    return float(sum(float(r.get("duration_s") or 0.0) for r in runs if isinstance(r, dict)))
 
 
 def oof_rows(node: Node) -> int | None:
@@ -108,6 +124,8 @@ class SearchState:
     full_rows: int | None = (
         None  # labelled public rows: a node's out-of-fold file must cover all to be chosen
     )
+    limit_s: float = 0.0  # seconds the search may take (budget_s, or less under the task's deadline)
+    deadline: float | None = None  # time.perf_counter() by which the chosen script's graded run must end too
 
 
 class Search:
@@ -230,9 +248,10 @@ class Search:
         return ctx.coder.from_plan(plan, ctx.facts, attempt=code.attempt)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the loop
-    def search(self, ctx: RefineContext, refined: Refined) -> Refined:
+    def search(self, ctx: RefineContext, refined: Refined, deadline: float | None = None) -> Refined:
         """Improve on `refined` within the budget; returns the best node as a Refined (validated on inner
-        validation), or `refined` itself when the search is off or nothing ran."""
+        validation), or `refined` itself when the search is off or nothing ran. `deadline` (a
+        time.perf_counter() instant): the task's end, the chosen script's graded run included."""
         if not self.active:
             return refined
         if ctx.coder is None or ctx.sandbox is None:
@@ -242,7 +261,7 @@ class Search:
         evaluation, runner = self._runner(ctx, work)
         journal = ctx.journal
         rng = random.Random(self.seed + ctx.seed)
-        state = SearchState()
+        state = SearchState(limit_s=self.budget_s, deadline=deadline)
         if isinstance(runner, OofRunner):
             state.full_rows = len(runner.labels)
         cache = RunCache()
@@ -268,6 +287,11 @@ class Search:
         state.nodes.append(root.node)  # the root (after any repairs) is what drafts start from
         state.seen_codes.add(root.node.meta.get("code_sha", ""))
         seconds: list[float] = [time.perf_counter() - started]  # wall seconds of each node that ran
+        overrun = max(seconds[0], MIN_OVERRUN_S)  # one node's length (the root's) past the limit at most
+        if deadline is not None:  # keep the overrun and a root's length for the chosen script's graded run
+            state.limit_s = max(0.0, min(self.budget_s, deadline - started - overrun - seconds[0]))
+        if hasattr(runner, "deadline"):  # the hard stop: a node still running then is killed (a timeout)
+            runner.deadline = started + state.limit_s + overrun
 
         blending = self.blend_size > 1 and isinstance(runner, OofRunner)
         self._loop(ctx, journal, state, runner, cache, rng, started, seconds)
@@ -277,6 +301,8 @@ class Search:
             if node is not None:
                 state.nodes.append(node)
 
+        if hasattr(runner, "deadline"):
+            runner.deadline = None  # the search is over: a later run (verify) is not the search's
         best = self._best(journal, state)
         baseline = journal[state.baseline_id] if state.baseline_id else None
         journal.meta["search"] = {
@@ -284,6 +310,12 @@ class Search:
             "evaluation": evaluation,
             "nodes": len(state.nodes),
             "seconds": round(time.perf_counter() - started, 3),
+            "limit_s": round(state.limit_s, 3),  # budget_s, or less under the task's deadline
+            "too_slow_to_rerun": {
+                n.id: f"its run takes {run_seconds(n):.0f} s, past the task's deadline"
+                for n in state.nodes
+                if self._eligible(n, state) and not self._fits(n, state) and n.validation_score is not None
+            },
             "best": best.id if best else None,
             "best_score": best.validation_score if best else None,
             "root": state.nodes[0].id if state.nodes else None,
@@ -369,13 +401,13 @@ class Search:
                     typical = statistics.median(seconds[-5:]) if seconds else 0.0
                     if (
                         len(state.nodes) + len(running) >= self.max_nodes
-                        or elapsed + typical > self.budget_s
+                        or elapsed + typical > state.limit_s
                         or state.duplicates
                         > 2 * self.max_nodes  # the moves keep landing on scripts already run
                     ):
                         break
                     state.closing = (
-                        elapsed + 2 * typical > self.budget_s
+                        elapsed + 2 * typical > state.limit_s
                         or len(state.nodes) + len(running) + 2 * self.workers >= self.max_nodes
                     )
                     proposal = self._next(ctx, journal, state, rng, list(running.values()))
@@ -420,12 +452,12 @@ class Search:
         if not state.encoding_asked:
             state.encoding_asked = True
             state.encoding_s = encoding_seconds(ctx.public_dir, ctx.facts)
-        if state.encoding_s is None or elapsed + state.encoding_s <= self.budget_s:
+        if state.encoding_s is None or elapsed + state.encoding_s <= state.limit_s:
             return False
         if proposal.move not in state.skipped:  # said once, not once per node it was proposed from
             state.skipped[proposal.move] = (
                 f"not started: {proposal.move} (sentence encoding alone takes about {state.encoding_s:.0f} s on "
-                f"one thread; {elapsed:.0f} of the {self.budget_s:.0f} s budget spent)"
+                f"one thread; {elapsed:.0f} of the {state.limit_s:.0f} s budget spent)"
             )
             log.info("%s: search %s", ctx.facts.get("slug"), state.skipped[proposal.move])
         if proposal.kind == "draft":
@@ -445,13 +477,25 @@ class Search:
         common = state.full_rows if state.full_rows in covered else max(covered, default=state.full_rows)
         return oof_rows(node) == common
 
+    @staticmethod
+    def _fits(node: Node, state: SearchState) -> bool:
+        """Under a deadline, whether the node's run, once more, would end before it."""
+        return state.deadline is None or run_seconds(node) <= state.deadline - time.perf_counter()
+
     def _best(self, journal: Journal, state: SearchState) -> Node | None:
-        """The best scored node among the eligible ones (`_eligible`); a later node must beat the incumbent by
-        `min_gain` (relative) to replace it."""
+        """The best scored node among the eligible ones (`_eligible`) whose run fits what is left of the task's
+        time (`_fits`; when none does, the quickest to run); a later node must beat the incumbent by `min_gain`
+        (relative) to replace it."""
+        scored = [
+            n
+            for n in state.nodes
+            if n.status == "ok" and n.validation_score is not None and self._eligible(n, state)
+        ]
+        fitting = [n for n in scored if self._fits(n, state)]
+        if scored and not fitting:
+            fitting = [min(scored, key=run_seconds)]
         best: Node | None = None
-        for node in state.nodes:
-            if node.status != "ok" or node.validation_score is None or not self._eligible(node, state):
-                continue
+        for node in fitting:
             if best is None:
                 best = node
                 continue
@@ -608,6 +652,12 @@ class Search:
         slug = ctx.facts.get("slug")
         ranked = [n for n in self._ranked(journal, state) if self._eligible(n, state)]
         candidates = blend_candidates(ranked, state.outputs, self.blend_size)
+        if state.deadline is not None:  # the blend reruns its members (PARALLEL at once): only those that fit
+            left, kept = state.deadline - time.perf_counter(), []
+            for node in candidates:
+                if sum(run_seconds(n) for n in [*kept, node]) / BLEND_PARALLEL <= left:
+                    kept.append(node)
+            candidates = kept
         if len(candidates) < 2:
             return None
         metric = get_metric(str(ctx.facts["metric"]))
@@ -677,6 +727,7 @@ class Search:
         node.meta.update(
             kind="blend",
             move=f"{BLEND_WORDS[method]} of {len(members)} solutions: {names}",
+            final_run_s=round(sum(run_seconds(journal[m.node_id]) for m in members) / BLEND_PARALLEL, 3),
             debug_depth=0,
             blend={
                 "method": method,
