@@ -58,6 +58,34 @@ def test_text_pair_features_relate_two_text_columns(tmp_path: Path, sandbox: San
     assert with_pairs > 0.95 and without < 0.7
 
 
+def test_a_pair_task_gets_pair_only_moves_and_the_pair_only_script_runs(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A pair task (two phrase columns) gets the pair moves, a table without text does not; the pair-only
+    script drops each phrase's own TF-IDF block and keeps the cross features."""
+    from src.pipeline.search.moves import has_text_pairs, improve_moves
+
+    frame = _pairs()
+    facts = {"data_type": "text", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:600], frame.iloc[600:], facts)
+    assert has_text_pairs(public, facts, max_categories=50)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"id": range(200), "a": rng.normal(size=200), "c": rng.choice(["x", "y"], 200)})
+    table["y"] = rng.integers(0, 2, 200)
+    plain = write_public(tmp_path / "plain", table.iloc[:150], table.iloc[150:], facts)
+    assert not has_text_pairs(plain, facts, max_categories=50)
+
+    plan = default_plan(facts)
+    moves = dict(improve_moves(plan, text_pairs=True))
+    assert moves["features: text-pair cross features only"].preprocessing.text_pairs_only
+    assert "features: text-pair cross features only" not in dict(improve_moves(plan, text_pairs=False))
+    pair_only, out = _run(public, facts, sandbox, tmp_path / "w1", text_pairs_only=True)
+    assert "text-pair features over ['anchor', 'target_phrase']" in out
+    assert ", 0 text, dropped ['anchor', 'target_phrase']" in out  # no phrase is a feature alone
+    assert pair_only > 0.95  # the overlap alone says it all
+
+
 def test_per_class_probabilities_scored_with_the_task_metric(tmp_path: Path, sandbox: Sandbox) -> None:
     rng = np.random.default_rng(0)
     n = 600

@@ -515,3 +515,53 @@ def test_a_node_scored_on_fewer_rows_cannot_be_chosen_over_one_scored_on_all() -
     assert not search._eligible(state.nodes[1], state)
     partial = SearchState(full_rows=1000, nodes=[state.nodes[1]])  # nobody covers all: the most rows count
     assert search._best(journal, partial) is state.nodes[1]
+
+
+# --------------------------------------------------------------------------- families that fit the shape (issue 28)
+
+
+def test_few_rows_and_many_classes_draft_a_scaled_linear_model_first() -> None:
+    """990 rows, 99 classes of numeric shape features: the first draft is a regularised logistic regression over
+    standardised columns, then a kernel SVM and kNN; a table of many rows drafts boosting and forests instead."""
+    facts = {
+        "data_type": "tabular",
+        "task_type": "multiclass_classification",
+        "metric": "multiclass_log_loss",
+    }
+    facts |= {"id_column": "id", "targets": ["species"], "class_labels": [f"c{i}" for i in range(99)]}
+    plan = default_plan(facts)
+    plan.preprocessing.scaling = "none"  # a root that chose no scaling: the linear draft scales anyway
+    drafts = family_moves(plan, rows=990)
+    assert [m for m, _ in drafts][:3] == [
+        "model family -> linear",
+        "model family -> svm",
+        "model family -> knn",
+    ]
+    code = CompilerCoder().from_plan(drafts[0][1], facts).code
+    assert "LogisticRegression(" in code and "StandardScaler(" in code
+    many = [m for m, _ in family_moves(default_plan(facts), rows=136_000)]
+    assert many[0] == "model family -> hist_gradient_boosting"
+    assert not {"model family -> svm", "model family -> knn"} & set(many)
+
+
+def test_the_search_drafts_every_family_of_the_shape_before_improving(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n) * 100})
+    frame["y"] = (frame["a"] + frame["b"] / 100 > 0).astype(int)
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:160], frame.iloc[160:], facts)
+    coder = CompilerCoder(time_budget_s=10)
+    ctx = search_context(public, tmp_path / "work", sandbox, coder)
+    root = ctx.journal.add("instruction", instruction="start")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(default_plan(ctx.facts), ctx.facts))
+    search = Search(policy="tree", budget_s=300, max_nodes=11, workers=2, num_drafts=8, blend_size=0)
+    search.search(ctx, refined)
+    kinds = [n.meta.get("kind") for n in ctx.journal.nodes if n.stage == "search"]
+    drafted = {n.meta["move"] for n in ctx.journal.nodes if n.meta.get("kind") == "draft"}
+    expected = {f"model family -> {f}" for f in ("linear", "svm", "knn", "extra_trees", "random_forest")}
+    assert expected <= drafted, drafted
+    assert "improve" not in kinds[: kinds.index("draft") + len(drafted)], kinds

@@ -5,11 +5,15 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from src.pipeline.code.base import CodeResult
 from src.pipeline.code.compiler import catalog
 from src.pipeline.code.compiler.plan import ModelSpec, Plan, is_classification, role_params
+from src.pipeline.code.compiler.text_pairs import pair_text_columns
 from src.pipeline.journal import Node
 
 log = logging.getLogger(__name__)
@@ -51,12 +55,24 @@ def _scaled(value: Any, factor: float) -> Any:
     return type(value)(value * factor) if isinstance(value, float) else int(round(value * factor))
 
 
-def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
-    """Drafts: the plan with its (first) model switched to each other family of the data kind, then the
-    catalog's feature drafts of the data kind (another representation of the same data)."""
+def draft_families(kind: str, rows: int | None = None) -> list[str]:
+    """The families drafts try, in order, for data of `kind` with `rows` labelled rows (catalog/moves.yaml
+    `shapes`: the first rule whose bounds hold; `families` when none does or the rows are unknown)."""
+    table = catalog.moves()
+    if rows is not None:
+        for rule in (table.get("shapes") or {}).get(kind) or []:
+            if rule.get("max_rows") is None or rows <= int(rule["max_rows"]):
+                return list(rule["families"])
+    return list(table["families"][kind])
+
+
+def family_moves(plan: Plan, rows: int | None = None) -> list[tuple[str, Plan]]:
+    """Drafts: the plan with its (first) model switched to each other family fitting the data's kind and shape
+    (`draft_families`), then the catalog's feature drafts of the data kind (another representation of the
+    same data)."""
     out = []
     current = {m.family for m in plan.models}
-    for family in catalog.moves()["families"][_data_kind(plan)]:
+    for family in draft_families(_data_kind(plan), rows):
         if family in current:
             continue
         role = "classifier" if is_classification(plan) else "regressor"
@@ -64,6 +80,10 @@ def family_moves(plan: Plan) -> list[tuple[str, Plan]]:
             continue
         edited = plan.copy()
         edited.models = [ModelSpec(family=family)]
+        if catalog.model_spec(family)["needs_scaling"] and edited.preprocessing.scaling == "none":
+            edited.preprocessing.scaling = (
+                "auto"  # a distance or penalty over raw units weighs columns by their scale
+            )
         out.append((f"model family -> {family}", edited))
     for edit in (catalog.moves().get("drafts") or {}).get(_data_kind(plan)) or []:
         edited = _edited(plan, edit)
@@ -92,8 +112,9 @@ def _edited(plan: Plan, edit: dict[str, Any]) -> Plan | None:
     return edited if changed else None
 
 
-def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
-    """Single edits of a plan: hyperparameter groups of its first model, class weights, feature steps."""
+def improve_moves(plan: Plan, text_pairs: bool = False) -> list[tuple[str, Plan]]:
+    """Single edits of a plan: hyperparameter groups of its first model, class weights, feature steps (those
+    that `needs: text_pairs` only when `text_pairs`: the data has two columns of related text)."""
     table = catalog.moves()
     out: list[tuple[str, Plan]] = []
     model = plan.models[0]
@@ -118,10 +139,31 @@ def improve_moves(plan: Plan) -> list[tuple[str, Plan]]:
     for edit in table["features"][_data_kind(plan)]:
         if edit.get("regression_only") and is_classification(plan):
             continue
+        if edit.get("needs") == "text_pairs" and not text_pairs:
+            continue
         edited = _edited(plan, edit)
         if edited is not None:
             out.append((f"features: {edit['name']}", edited))
     return out
+
+
+def has_text_pairs(public_dir: Path, facts: dict[str, Any], max_categories: int, rows: int = 5000) -> bool:
+    """Whether the public train has two or more columns of related text (src.pipeline.code.compiler.text_pairs,
+    the detector the scripts embed), read on its first `rows` rows."""
+    path = Path(public_dir) / "train.csv"
+    if not path.is_file():
+        return False
+    frame = pd.read_csv(path, nrows=rows)
+    drop = [str(facts.get("id_column")), *map(str, facts.get("targets") or [])]
+    frame = frame.drop(columns=drop, errors="ignore")
+    text = [  # the scripts' free-text rule (column_kinds in templates/solution.py.tmpl): three words or more
+        c
+        for c in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
+        and frame[c].dropna().astype(str).str.split().str.len().mean() >= 3
+    ]
+    return len(pair_text_columns(frame, text, max_categories)) >= 2
 
 
 def ensemble_plan(base: Plan, others: list[Plan], size: int) -> Plan | None:

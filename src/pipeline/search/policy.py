@@ -70,7 +70,13 @@ from src.pipeline.search.blend import PARALLEL as BLEND_PARALLEL
 from src.pipeline.search.blend import Member, blend_kind, fit_weights, render_blend, stack_score
 from src.pipeline.search.blend_outputs import STACK_METHODS, combine_outputs, read_outputs, row_statistics
 from src.pipeline.search.members import blend_candidates, same_rows_as_best, signature
-from src.pipeline.search.moves import Proposal, ensemble_plan, family_moves, improve_moves
+from src.pipeline.search.moves import (
+    Proposal,
+    ensemble_plan,
+    family_moves,
+    has_text_pairs,
+    improve_moves,
+)
 from src.pipeline.search.runner import DERIVED_CACHES, OOF_FILE, OofRunner
 from src.pipeline.validation import build_validation_split
 from src.sandbox.inputs import DERIVED_DIR, keep_derived
@@ -124,6 +130,7 @@ class SearchState:
     full_rows: int | None = (
         None  # labelled public rows: a node's out-of-fold file must cover all to be chosen
     )
+    text_pairs: bool | None = None  # the public train has two columns of related text (None: not looked yet)
     limit_s: float = 0.0  # seconds the search may take (budget_s, or less under the task's deadline)
     deadline: float | None = None  # time.perf_counter() by which the chosen script's graded run must end too
 
@@ -553,7 +560,7 @@ class Search:
             plan = default_plan(ctx.facts, seed=int(Plan.from_dict(root.plan).seed) if root.plan else 0)
             return Proposal(root, "baseline", BASELINE_MOVE, plan=plan)
         # 1. drafts: other model families from the root's plan
-        drafts = family_moves(Plan.from_dict(root.plan)) if compiled and root.plan else []
+        drafts = family_moves(Plan.from_dict(root.plan), state.full_rows) if compiled and root.plan else []
         if state.drafts < min(self.num_drafts, len(drafts)):
             for move, plan in drafts:
                 if self._claim(state, root, move):
@@ -609,7 +616,11 @@ class Search:
             if compiled:
                 if not node.plan:
                     continue
-                for move, plan in improve_moves(Plan.from_dict(node.plan)):
+                if state.text_pairs is None:  # once per search: pair moves only where the data has pairs
+                    state.text_pairs = has_text_pairs(
+                        ctx.public_dir, ctx.facts, Plan.from_dict(node.plan).preprocessing.max_categories
+                    )
+                for move, plan in improve_moves(Plan.from_dict(node.plan), state.text_pairs):
                     if move not in state.inert and self._claim(state, node, move):
                         return Proposal(node, "improve", move, plan=plan)
             elif self.prompts.get("improve") and self._claim(state, node, f"llm-improve-{len(state.nodes)}"):

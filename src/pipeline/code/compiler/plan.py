@@ -59,6 +59,7 @@ class Preprocessing:
     datetime_features: bool = True
     split_compound: bool = True  # "B/0/P"-style columns -> one column per part
     text_pairs: bool = True  # two or more text columns -> their similarity / overlap / length differences
+    text_pairs_only: bool = False  # pair tasks: the pairs' cross features, no phrase's own TF-IDF block
     max_categories: int = 50  # object columns with more distinct values (and not text) are dropped
     text: TextFeatures = field(default_factory=TextFeatures)
 

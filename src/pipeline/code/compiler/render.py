@@ -7,12 +7,13 @@ The script imports only numpy, pandas, scipy, scikit-learn and LightGBM — neve
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from string import Template
 from typing import Any
 
 from src.errors import PipesynthError
-from src.pipeline.code.compiler import catalog
+from src.pipeline.code.compiler import catalog, text_pairs
 from src.pipeline.code.compiler.plan import (
     CLASSIFICATION,
     Plan,
@@ -157,6 +158,16 @@ def _early_stopping(plan: Plan) -> tuple[str, str, dict[str, str]]:
     )
 
 
+def _text_pairs_step(plan: Plan) -> str:
+    """The text-pair step, with the pair detector's source (src.pipeline.code.compiler.text_pairs) embedded."""
+    source = f"MAX_PAIR_COLUMNS = {text_pairs.MAX_PAIR_COLUMNS}\n\n\n" + inspect.getsource(
+        text_pairs.pair_text_columns
+    )
+    return Template(catalog.template("step_text_pairs")).substitute(
+        pair_text_columns=source.rstrip(), pairs_only=_literal(bool(plan.preprocessing.text_pairs_only))
+    )
+
+
 def _text_step(plan: Plan) -> str:
     text = plan.preprocessing.text
     if not text.enabled:
@@ -230,7 +241,7 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "text_step": _text_step(plan),
         "text_representation": _literal(pre.text.representation),
         "embeddings_step": catalog.template("step_embeddings") if pre.text.representation != "tfidf" else "",
-        "text_pairs_step": catalog.template("step_text_pairs") if pre.text_pairs else "",
+        "text_pairs_step": _text_pairs_step(plan) if pre.text_pairs else "",
         "preprocessor_parts": _preprocessor_parts(eff),
         "make_models": _models_body(plan, role),
         "fit_model": fit_body,
