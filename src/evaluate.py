@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -42,7 +43,7 @@ from src.solutions.providers import SolutionProvider
 from src.tasks.grading import grade
 from src.tasks.metrics import get_metric
 from src.tasks.prepare import PreparedTask, prepare_task
-from src.tasks.rating import bootstrap_scores, rate
+from src.tasks.rating import beaten_fractions, bootstrap_scores, rate, read_leaderboard
 from src.tasks.registry import Task, load_suite
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,12 @@ def run_one(
             confidence=float(rating_cfg.get("confidence", 0.95)),
             split_method=prepared.split_method,
         )
+        if samples is not None and len(samples):
+            # % of teams beaten on each of the seeded resamples (the same rows for every solution): two records of
+            # a task subtract resample by resample, a paired gain (src.reporting.tables.ablation_axes)
+            board, decimals = read_leaderboard(task)
+            beaten = 100 * beaten_fractions(np.asarray(samples), board, get_metric(task.metric), decimals)
+            record["beaten_samples"] = [round(float(b), 2) for b in beaten]
     record["rating"] = rating.to_dict() if rating is not None else None
     for key in ("position_low", "position_high", "medal_probs", "medal_certain"):
         record[key] = getattr(rating, key) if rating is not None else None

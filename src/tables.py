@@ -26,6 +26,9 @@ from src.errors import PipesynthError
 from src.reporting.results import ResultsStore, record_key
 from src.reporting.tables import (
     ablation,
+    ablation_effects,
+    arm_checks,
+    arm_of,
     beaten_figure,
     figure2_heatmap,
     figure2_table,
@@ -112,7 +115,8 @@ def tables(cfg: DictConfig) -> dict[str, Any]:
             f"records_dir={REPO_ROOT / 'paper' / 'records'}), or run python -m src.tables without from_records to "
             "snapshot the run records first",
         )
-    frame = records_frame(load_records([results]))
+    records = load_records([results])
+    frame = records_frame(records)
     out = Path(cfg.out_dir)
     t1 = OmegaConf.to_container(cfg.paper_table1, resolve=True)
     written = write_table(
@@ -127,6 +131,20 @@ def tables(cfg: DictConfig) -> dict[str, Any]:
         "Ablation: each variant's score per task (mean ± std over seeds) and the % of leaderboard teams beaten "
         "(mean over tasks per seed, mean ± std over seeds).",
     )
+    if any(arm_of(r["solution"]) for r in records):  # an ablation grid (+experiment=ablation) ran
+        written += write_table(
+            ablation_effects(records),
+            out / "ablation_effects",
+            "Ablation effects: each level against its axis's reference (instructions: the scripted nonsense "
+            "text; refine, search: none; k: 1), in points of teams beaten, over records matched on task, seed and "
+            "the other axes; 95% interval of the paired test-row bootstrap (same resamples for every arm).",
+        )
+        written += write_table(
+            arm_checks(records),
+            out / "ablation_arms",
+            "Ablation arms as their records say they ran: instructions written by the model / retrieved, "
+            "instruction fallbacks, refinements and refinement fallbacks, the LLM.",
+        )
     written.append(beaten_figure(frame, out / "beaten.png"))
     train_cfg = records_dir / "train_config.yaml"
     if train_cfg.is_file():

@@ -118,7 +118,19 @@ class GenerationResult:
     def summary(self) -> dict[str, Any]:
         chosen = self.journal[self.journal.chosen] if self.journal.chosen else None
         refines = self.journal.by_stage("refine")
+        picked = [
+            n
+            for n in self.journal.by_stage("instruction")
+            if n.status in ("ok", "fallback") or n.meta.get("source") == "retrieved"
+        ]
         return {
+            # where the k options came from, so an ablation arm can be checked to have run as named
+            "instructions": {
+                "llm": self.journal.meta.get("config", {}).get("llm"),
+                "model": sum(1 for n in picked if n.meta.get("source") == "model"),
+                "retrieved": sum(1 for n in picked if n.meta.get("source") == "retrieved"),
+                "fallbacks": sum(1 for n in picked if n.status == "fallback"),
+            },
             "refine": {
                 "refinements": len(refines),
                 "fallbacks": sum(1 for n in refines if n.status == "fallback"),

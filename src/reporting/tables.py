@@ -260,3 +260,115 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=120, metadata=PNG_METADATA)
     _pyplot().close(fig)
     return path
+
+
+# --------------------------------------------------------------------------- the ablation's axes (issue 27)
+
+ARM_AXES = (
+    "refine",
+    "search",
+    "instructions",
+)  # an arm's solution name: <refine>/<search>/<instructions>[-k1]
+REFERENCE = {
+    "refine": "none",
+    "search": "none",
+    "instructions": "nonsense",
+    "k": "k1",
+}  # k: do 3 options help
+
+
+def arm_of(solution: str) -> dict[str, str] | None:
+    """The axes of an ablation arm's name (`multi_role/none/adapter`, `none/none/adapter-k1`); None otherwise."""
+    parts = str(solution).split("/")
+    if len(parts) != len(ARM_AXES):
+        return None
+    arm = dict(zip(ARM_AXES, parts, strict=True))
+    instructions, _, k = arm["instructions"].partition("-")
+    arm["instructions"], arm["k"] = instructions, k or "k3"
+    return arm
+
+
+def arm_checks(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per arm, what its records say ran: instructions written by the model / retrieved / fallbacks, the LLM,
+    refinements and their fallbacks, search nodes — an arm that fell back measured nothing."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if arm_of(r["solution"]) is None:
+            continue
+        meta = r.get("solution_meta") or {}
+        made = meta.get("instructions") or {}
+        refine = meta.get("refine") or {}
+        row = rows.setdefault(
+            r["solution"],
+            {"arm": r["solution"], "records": 0, "graded": 0, "model": 0, "retrieved": 0, "instr. fallbacks": 0,
+             "refinements": 0, "refine fallbacks": 0, "llm": set()},
+        )  # fmt: skip
+        row["records"] += 1
+        row["graded"] += int(r.get("score") is not None)
+        row["model"] += int(made.get("model") or 0)
+        row["retrieved"] += int(made.get("retrieved") or 0)
+        row["instr. fallbacks"] += int(made.get("fallbacks") or 0)
+        row["refinements"] += int(refine.get("refinements") or 0)
+        row["refine fallbacks"] += int(refine.get("fallbacks") or 0)
+        if made.get("llm"):
+            row["llm"].add(str(made["llm"]))
+    out = [{**row, "llm": ", ".join(sorted(row["llm"])) or "—"} for _, row in sorted(rows.items())]
+    return pd.DataFrame(out)
+
+
+def ablation_effects(records: list[dict[str, Any]], confidence: float = 0.95) -> pd.DataFrame:
+    """Each axis's effect in points of teams beaten: every level against the axis's reference level (REFERENCE)
+    over the records that match on task, seed and every other axis. Each pair subtracts the two records'
+    `beaten_samples` resample by resample (the same test rows, src.evaluate), the mean over pairs is taken per
+    resample, and the interval is that distribution's central `confidence` share: the test rows' noise, paired."""
+    cells: dict[tuple[Any, ...], np.ndarray] = {}
+    for r in records:
+        arm = arm_of(r["solution"])
+        if arm is None or not r.get("beaten_samples"):
+            continue
+        cells[(r["task"], int(r["seed"]), *(arm[a] for a in (*ARM_AXES, "k")))] = np.asarray(
+            r["beaten_samples"], dtype=float
+        )
+    axes = (*ARM_AXES, "k")
+    rows = []
+    for i, axis in enumerate(axes):
+        levels = sorted({key[2 + i] for key in cells})
+        reference = REFERENCE[axis]
+        for level in levels:
+            if level == reference:
+                continue
+            diffs = []
+            for key, samples in cells.items():
+                if key[2 + i] != level:
+                    continue
+                ref = cells.get((*key[: 2 + i], reference, *key[3 + i :]))
+                if ref is not None and len(ref) == len(samples):
+                    diffs.append(samples - ref)
+            if not diffs:
+                continue
+            mean = np.mean(np.stack(diffs), axis=0)
+            tail = 100 * (1 - confidence) / 2
+            low, high = np.percentile(mean, [tail, 100 - tail])
+            rows.append(
+                {
+                    "axis": axis,
+                    "level": level,
+                    "against": reference,
+                    "pairs": len(diffs),
+                    "effect (points)": _num(float(mean.mean()), 3),
+                    f"{int(100 * confidence)}% interval": f"[{low:+.1f}, {high:+.1f}]",
+                    "effect": "yes" if low > 0 or high < 0 else "not shown",
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "axis",
+            "level",
+            "against",
+            "pairs",
+            "effect (points)",
+            f"{int(100 * confidence)}% interval",
+            "effect",
+        ],
+    )

@@ -286,9 +286,10 @@ class InstructionGenerator:
         }
         sample = self._guided_round if self.sampling == "guided" else self._free_round
         tried: dict[int, list[tuple[Node, Instruction]]] = {r: [] for r in range(1, self.k + 1)}
-        pending = list(range(1, self.k + 1))
+        # retrieval=only: the nearest competitions' instructions alone, the model writes none (an ablation arm)
+        pending = [] if self.retrieval == "only" else list(range(1, self.k + 1))
         started = time.perf_counter()
-        for attempt in range(self.max_resample + 1):
+        for attempt in range(self.max_resample + 1 if pending else 0):
             round_started = time.perf_counter()
             answers = sample(client, prompts, pending, attempt, seed, guidance)
             round_s = time.perf_counter() - round_started
@@ -331,7 +332,7 @@ class InstructionGenerator:
                 log.info("%s: %s", facts.get("slug"), journal.meta["resample_skipped"])
                 break
             log.info("%s: resampling malformed rank(s) %s", facts.get("slug"), pending)
-        out = [self._pick(rank, tried[rank], facts) for rank in range(1, self.k + 1)]
+        out = [self._pick(rank, tried[rank], facts) for rank in range(1, self.k + 1) if tried[rank]]
         for extra in guidance.candidates:
             parsed = parse_instruction(extra["text"])
             rank = len(out) + 1

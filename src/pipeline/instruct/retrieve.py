@@ -99,7 +99,9 @@ class CorpusRetriever:
         # a caller may name more (leave-one-competition-out benchmarks); the index's suite exclusion too
         named = set(facts.get("exclude_competitions") or ())
         excluded = sorted(set(excluded) | named | set(self.index.exclusion.competitions))
-        wanted = {"context": self.n_examples, "candidates": self.n_candidates}.get(retrieval, 0)
+        wanted = {"context": self.n_examples, "candidates": self.n_candidates, "only": self.n_candidates}.get(
+            retrieval, 0
+        )
         n = max(wanted, self.n_vote if decide == "vote" else 0, 1)
         neighbours = self.index.nearest(
             plain_description(description), data_type, metric_category, n=n, exclude_competitions=excluded
@@ -124,7 +126,7 @@ class CorpusRetriever:
                 for nb in neighbours[: self.n_examples]
                 if nb.instructions
             ]
-        elif retrieval == "candidates":
+        elif retrieval in ("candidates", "only"):
             out.candidates = [
                 {
                     "text": nb.instructions[0],

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 SAMPLING_MODES = ("free", "guided")
-RETRIEVAL_MODES = ("none", "context", "candidates")
+RETRIEVAL_MODES = ("none", "context", "candidates", "only")
 DECIDE_MODES = ("model", "vote")
 
 
