@@ -93,8 +93,17 @@ def test_map_at_3_gets_ranked_labels_from_class_probabilities(tmp_path: Path, ka
 def test_quadratic_weighted_kappa_writes_whole_number_ratings(tmp_path: Path) -> None:
     folder = _diabetes_task(tmp_path / "data", "diabetes-qwk", "quadratic_weighted_kappa", True, ordinal=True)
     graded, code, sample = _compile_and_grade(folder, tmp_path)
-    assert "OUTPUT = 'label'" in code and "cohen_kappa_score" in code
+    assert "OUTPUT = 'label'" in code and "cohen_kappa_score" in code and "ORDINAL = True" in code
     assert graded.valid and graded.score > 0.3 and sample.score == pytest.approx(0.0)
+    log = (tmp_path / "work" / "sandbox.stdout.log").read_text()
+    assert "thresholds on the expected rank" in log  # both decodings compared on the out-of-fold rows
+    # the most probable class alone (the decoding before thresholds) grades lower on the held-out test here
+    task = load_task(folder.parent, folder.name, overrides_dir=None)
+    prepared = prepare_task(task, tmp_path / "cache", seed=0)
+    argmax = tmp_path / "argmax.py"
+    argmax.write_text(code.replace("ORDINAL = True", "ORDINAL = False"))
+    assert Sandbox(timeout_s=300).run(argmax, prepared.public_dir, tmp_path / "w2").status == "ok"
+    assert graded.score > grade(prepared, tmp_path / "w2" / "submission.csv").score
 
 
 def test_absolute_error_metrics_train_an_l1_loss(tmp_path: Path) -> None:

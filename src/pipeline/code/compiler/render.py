@@ -222,6 +222,7 @@ def render_script(plan: Plan, facts: dict[str, Any]) -> str:
         "classification": _literal(classification),
         "output": _literal(output),
         "top_k": _literal(int(metric.get("top_k") or 1)),
+        "ordinal": _literal(bool(metric.get("ordinal")) and output == "label"),
         "higher_is_better": _literal(bool(metric["higher_is_better"])),
         "n_models": _literal(len(plan.models)),
         "log_target": _literal(bool(pre.log_target and not classification)),
