@@ -565,3 +565,30 @@ def test_the_search_drafts_every_family_of_the_shape_before_improving(
     expected = {f"model family -> {f}" for f in ("linear", "svm", "knn", "extra_trees", "random_forest")}
     assert expected <= drafted, drafted
     assert "improve" not in kinds[: kinds.index("draft") + len(drafted)], kinds
+
+
+def test_a_root_validated_on_one_holdout_is_rescored_on_the_common_folds(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """An instruction's "hold out 20 %" plan scores a fifth of the rows; in the search it, and every draft made
+    from it, runs on the baseline's folds instead, so all are eligible (not only the baseline)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n)})
+    frame["y"] = (frame["a"] + 0.3 * rng.normal(size=n) > 0).astype(int)
+    facts = {"data_type": "tabular", "task_type": "binary_classification", "metric": "roc_auc"}
+    facts |= {"higher_is_better": True, "id_column": "id", "targets": ["y"], "submission_columns": ["y"]}
+    public = write_public(tmp_path, frame.iloc[:240], frame.iloc[240:], facts)
+    coder = CompilerCoder(time_budget_s=10)
+    ctx = search_context(public, tmp_path / "work", sandbox, coder)
+    holdout = default_plan(ctx.facts)
+    holdout.validation.scheme = "holdout"
+    root = ctx.journal.add("instruction", instruction="hold out 20 % for validation")
+    refined = Refined(text="start", node_id=root.id, code=coder.from_plan(holdout, ctx.facts))
+    Search(policy="tree", budget_s=120, max_nodes=4, workers=2, num_drafts=2, blend_size=0).search(
+        ctx, refined
+    )
+    meta = ctx.journal.meta["search"]
+    nodes = [n for n in ctx.journal.nodes if n.stage == "search" and n.validation_score is not None]
+    assert len(nodes) >= 3 and not meta["not_eligible"], meta["not_eligible"]
+    assert all(n.plan["validation"]["scheme"] != "holdout" for n in nodes)

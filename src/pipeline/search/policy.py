@@ -92,6 +92,17 @@ EVALUATIONS = ("auto", "oof", "holdout")
 BASELINE_MOVE = "the fixed baseline's plan (baseline_gbdt)"
 
 
+def common_folds(plan: Plan, facts: dict[str, Any]) -> Plan:
+    """`plan` (in place) cross-validated on the fixed baseline's folds and rows: every node is then scored on the
+    same rows as the others and may be chosen (an instruction's "hold out 20 %" gives one fold, a fifth of the
+    rows, and would leave its node and every draft from it ineligible)."""
+    baseline = default_plan(facts).validation
+    plan.validation.scheme, plan.validation.n_splits = baseline.scheme, baseline.n_splits
+    plan.validation.holdout_fraction = baseline.holdout_fraction
+    plan.validation.max_train_rows = baseline.max_train_rows
+    return plan
+
+
 def run_seconds(node: Node) -> float:
     """Wall seconds of a node's own run (a blend's: its members', `final_run_s`; they ran earlier in the search)."""
     if node.meta.get("final_run_s") is not None:
@@ -247,11 +258,13 @@ class Search:
         return self._with_budget(code, ctx)
 
     def _with_budget(self, code: CodeResult, ctx: RefineContext) -> CodeResult:
-        """A compiled script re-rendered with the search's cross-validation budget (others as they are)."""
-        if not self.compiled(ctx.coder) or code.plan is None or self.node_time_budget_s is None:
+        """A compiled script re-rendered on the common folds with the search's cross-validation budget (others
+        as they are)."""
+        if not self.compiled(ctx.coder) or code.plan is None:
             return code
-        plan = Plan.from_dict(code.plan)
-        plan.validation.time_budget_s = float(self.node_time_budget_s)
+        plan = common_folds(Plan.from_dict(code.plan), ctx.facts)
+        if self.node_time_budget_s is not None:
+            plan.validation.time_budget_s = float(self.node_time_budget_s)
         return ctx.coder.from_plan(plan, ctx.facts, attempt=code.attempt)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the loop
@@ -774,6 +787,7 @@ class Search:
                 failure = {**failure, "status": "invalid", "message": next((r for r in reason if r), None)}
             return coder.repair(previous, failure or proposal.parent.status, ctx.facts)  # type: ignore[union-attr]
         if proposal.plan is not None:
+            common_folds(proposal.plan, ctx.facts)
             if (
                 self.node_time_budget_s is not None and proposal.kind != "baseline"
             ):  # the baseline's own budget
