@@ -185,7 +185,7 @@ def run_one(
         )
         if samples is not None and len(samples):
             # % of teams beaten on each of the seeded resamples (the same rows for every solution): two records of
-            # a task subtract resample by resample, a paired gain (src.reporting.tables.ablation_axes)
+            # a task subtract resample by resample, a paired gain (src.reporting.tables.ablation_effects)
             board, decimals = read_leaderboard(task)
             beaten = 100 * beaten_fractions(np.asarray(samples), board, get_metric(task.metric), decimals)
             record["beaten_samples"] = [round(float(b), 2) for b in beaten]

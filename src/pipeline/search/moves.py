@@ -80,10 +80,9 @@ def family_moves(plan: Plan, rows: int | None = None) -> list[tuple[str, Plan]]:
             continue
         edited = plan.copy()
         edited.models = [ModelSpec(family=family)]
+        # a distance or penalty over raw units weighs columns by their scale: such a family scales
         if catalog.model_spec(family)["needs_scaling"] and edited.preprocessing.scaling == "none":
-            edited.preprocessing.scaling = (
-                "auto"  # a distance or penalty over raw units weighs columns by their scale
-            )
+            edited.preprocessing.scaling = "auto"
         out.append((f"model family -> {family}", edited))
     for edit in (catalog.moves().get("drafts") or {}).get(_data_kind(plan)) or []:
         edited = _edited(plan, edit)
